@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds the guest's initramfs from Debian's binaries: busybox, dmsetup and its
+# libraries, e2fsprogs, xfsprogs, dosfstools, fio, the static bowctl, the
+# module and the test scripts.
+# usage: build-initramfs.sh <dm-bow.ko> <bowctl> <output.cpio.gz>
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+ko=$1 bowctl=$2 out=$3
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,proc,sys,dev,tmp,mnt,run,etc,tests}
+cp /bin/busybox "$stage/bin/busybox"
+
+# Binaries copied with the shared libraries they need (found with ldd).
+copy_bin() {
+    local src dst lib
+    src=$(command -v "$1" || true)
+    [ -n "$src" ] || die "initramfs: $1 not found on the host (run ci/setup.sh)"
+    src=$(readlink -f "$src")
+    dst="$stage/usr/sbin/$1"
+    cp "$src" "$dst"
+    ldd "$src" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+        [ -e "$stage$lib" ] && continue
+        mkdir -p "$stage$(dirname "$lib")"
+        cp -L "$lib" "$stage$lib"
+    done
+}
+for b in dmsetup mke2fs e2fsck dumpe2fs debugfs tune2fs mkfs.xfs xfs_repair xfs_db xfs_io \
+         mkfs.fat fsck.fat fio blkdiscard fstrim; do
+    copy_bin "$b"
+done
+ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
+ln -s e2fsck "$stage/usr/sbin/fsck.ext4"
+ln -s mkfs.fat "$stage/usr/sbin/mkfs.vfat"
+ln -s fsck.fat "$stage/usr/sbin/fsck.vfat"
+# mke2fs reads its defaults from here.
+[ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$stage/etc/"
+echo 'root:x:0:0:root:/root:/bin/sh' > "$stage/etc/passwd"
+echo 'root:x:0:' > "$stage/etc/group"
+
+cp "$bowctl" "$stage/usr/sbin/bowctl"
+mkdir -p "$stage/lib/modules"
+cp "$ko" "$stage/lib/modules/dm-bow.ko"
+cp -r "$BOW_ROOT"/tests/vm/guest/. "$stage/tests/"
+cp -r "$BOW_ROOT"/tests/vm/scenarios "$stage/tests/scenarios"
+mv "$stage/tests/init" "$stage/init"
+chmod +x "$stage/init"
+
+(cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet) | gzip -1 > "$out"

@@ -1,0 +1,35 @@
+# Shared helpers for the ci/ and tests/ scripts. Source it; do not run it.
+# shellcheck shell=bash
+
+BOW_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Everything expensive (kernel tree, kernel build, initramfs pieces) lives here,
+# outside the work tree, so a fresh clone on the same machine reuses it.
+BOW_CACHE=${BOW_CACHE:-/var/cache/dm-bow}
+export BOW_ROOT BOW_CACHE
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The kernel's version, as Debian packages it.
+kernel_version() {
+    dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null \
+        || die "linux-source-6.12 is not installed (run ci/setup.sh)"
+}
+
+# Identifies one kernel build: the source version, the config fragments and
+# the toolchain that compiles Rust against it.
+kernel_key() {
+    local h
+    h=$( {
+        kernel_version
+        cat "$BOW_ROOT"/ci/kernel/*.config
+        rustc --version
+        bindgen --version
+        clang --version | head -1
+    } | sha256sum | cut -c1-12)
+    printf '%s-%s' "$(kernel_version)" "$h"
+}
+
+kernel_src() { printf '%s/src-%s' "$BOW_CACHE" "$(kernel_version)"; }
+kernel_build() { printf '%s/kbuild-%s' "$BOW_CACHE" "$(kernel_key)"; }

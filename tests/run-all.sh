@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs every test of the project and ends with one line: N passed, N failed.
+#   1. host: cargo test of the workspace (shared core, bowctl)
+#   2. kernel: builds the test kernel (cached) and the module
+#   3. VM: boots it once with every scenario; KUnit runs when the module loads
+# Installs what it needs first (ci/setup.sh).
+set -uo pipefail
+. "$(dirname "$0")/../ci/lib.sh"
+cd "$BOW_ROOT"
+
+bash ci/setup.sh || die "setup failed"
+
+passed=0 failed=0
+report=$BOW_ROOT/target/test-report.txt
+mkdir -p target
+: > "$report"
+
+# --- host tests ------------------------------------------------------------
+log "cargo test --workspace"
+cargo_out=$BOW_ROOT/target/cargo-test.log
+cargo test --workspace --locked 2>&1 | tee "$cargo_out" | grep -E '^test result:|FAILED|panicked' || true
+cargo_status=${PIPESTATUS[0]}
+while read -r p f; do
+    passed=$((passed + p)); failed=$((failed + f))
+done < <(sed -n 's/^test result: .*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$cargo_out")
+if [ "$cargo_status" != 0 ] && ! grep -q '^test result: FAILED' "$cargo_out"; then
+    echo "cargo test did not run (build failure?)" | tee -a "$report"
+    failed=$((failed + 1))
+fi
+
+# --- VM tests --------------------------------------------------------------
+mapfile -t scenarios < <(cd tests/vm/scenarios && ls -- *.sh | sed 's/\.sh$//')
+log "VM scenarios: ${scenarios[*]}"
+if bash tests/vm/run.sh "${scenarios[@]}"; then vm_status=0; else vm_status=$?; fi
+res=$BOW_ROOT/target/vm/last/results.tsv
+if [ -s "$res" ]; then
+    p=$(grep -c $'\tpass$' "$res" || true)
+    f=$(grep -c $'\tfail$' "$res" || true)
+    passed=$((passed + p)); failed=$((failed + f))
+    grep $'\tfail$' "$res" | sed 's/^/FAILED: /' >> "$report" || true
+else
+    echo "FAILED: the VM run produced no results (status $vm_status)" >> "$report"
+    failed=$((failed + 1))
+fi
+if [ "$vm_status" != 0 ] && [ "$(grep -c $'\tfail$' "$res" 2>/dev/null || echo 0)" = 0 ]; then
+    echo "FAILED: VM run exited $vm_status" >> "$report"
+    failed=$((failed + 1))
+fi
+
+cat "$report"
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,44 @@
+# Helpers for guest scenarios. Source it: . /tests/lib.sh
+# Every check prints one line, BOW-CHECK ok|FAIL <what>, and a failed check
+# makes the scenario exit non-zero at the end (see finish).
+
+failures=0
+checks=0
+
+ok() { checks=$((checks + 1)); echo "BOW-CHECK ok $*"; }
+fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "BOW-CHECK FAIL $*"; }
+
+# check <description> <command...>: passes when the command succeeds.
+check() {
+    local what=$1; shift
+    if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+# expect_fail <description> <command...>: passes when the command fails.
+expect_fail() {
+    local what=$1; shift
+    if "$@"; then fail "$what (unexpectedly succeeded)"; else ok "$what"; fi
+}
+
+# eq <description> <expected> <actual>
+eq() {
+    if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi
+}
+
+finish() {
+    echo "scenario: $checks checks, $failures failed"
+    [ "$failures" = 0 ] && [ "$checks" -gt 0 ]
+    exit $?
+}
+
+# dm_minor <name>: the N of /dev/dm-N.
+dm_minor() { dmsetup info -c --noheadings -o minor "$1"; }
+dm_dev() { echo "/dev/dm-$(dm_minor "$1")"; }
+
+# sectors_written <dev-basename>: the write-sectors counter from /sys/block/*/stat.
+sectors_written() { awk '{print $7}' "/sys/block/$1/stat"; }
+sectors_read() { awk '{print $3}' "/sys/block/$1/stat"; }
+
+# Checksum of a byte range of a device, read with O_DIRECT so no cache is involved.
+# sum_range <dev> <offset-in-4k-blocks> <count-in-4k-blocks>
+sum_range() { dd if="$1" bs=4096 skip="$2" count="$3" iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1; }

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Boots the test kernel under qemu (TCG) with fresh raw disk images and runs the
+# named guest scenarios in one boot.
+#
+# usage: tests/vm/run.sh [--no-build] [--disk-mib N] [--disks N] [--keep] SCENARIO...
+#
+# Exit status: 0 when every scenario passed and the console is clean, 1 when
+# any failed, timed out or the console shows a kernel report (BUG, WARNING,
+# Oops, lockdep, KASAN, hung task), 2 for bad usage.
+# The console log, per-scenario results (results.tsv) and KUnit results stay in
+# target/vm/last/.
+set -euo pipefail
+. "$(dirname "$0")/../../ci/lib.sh"
+
+build=1 disk_mib=256 ndisks=2 keep=0
+scenarios=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --no-build) build=0 ;;
+        --disk-mib) disk_mib=$2; shift ;;
+        --disks) ndisks=$2; shift ;;
+        --keep) keep=1 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -*) echo "unknown option $1" >&2; exit 2 ;;
+        *) scenarios+=("$1") ;;
+    esac
+    shift
+done
+
+available() { (cd "$BOW_ROOT/tests/vm/scenarios" && ls -- *.sh | sed 's/\.sh$//'); }
+if [ ${#scenarios[@]} -eq 0 ]; then
+    echo "usage: tests/vm/run.sh [options] SCENARIO...; available scenarios:" >&2
+    available | sed 's/^/  /' >&2
+    exit 2
+fi
+for s in "${scenarios[@]}"; do
+    if [ ! -f "$BOW_ROOT/tests/vm/scenarios/$s.sh" ]; then
+        echo "unknown scenario '$s'; available scenarios:" >&2
+        available | sed 's/^/  /' >&2
+        exit 2
+    fi
+done
+
+vm=$BOW_ROOT/target/vm
+mkdir -p "$vm"
+if [ "$build" = 1 ]; then
+    kb=$(bash "$BOW_ROOT/ci/build-kernel.sh")
+    ko=$(bash "$BOW_ROOT/ci/build-module.sh")
+    bowctl=$(bash "$BOW_ROOT/ci/build-bowctl.sh")
+    cp "$kb/arch/x86/boot/bzImage" "$vm/bzImage"
+    bash "$BOW_ROOT/ci/build-initramfs.sh" "$ko" "$bowctl" "$vm/initramfs.cpio.gz"
+fi
+[ -f "$vm/bzImage" ] && [ -f "$vm/initramfs.cpio.gz" ] || die "no VM image built yet (run without --no-build)"
+
+run=$vm/last
+rm -rf "$run"
+mkdir -p "$run"
+drives=()
+for i in $(seq 1 "$ndisks"); do
+    img=$run/disk$i.img
+    truncate -s "${disk_mib}M" "$img"
+    drives+=(-drive "file=$img,format=raw,if=virtio,discard=unmap")
+done
+
+# Per-scenario time limits: a "# timeout: N" line in the scenario, else 300 s.
+declare -A limit
+total=120
+for s in "${scenarios[@]}"; do
+    t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$BOW_ROOT/tests/vm/scenarios/$s.sh" | head -1)
+    limit[$s]=${t:-300}
+    total=$(( total + ${limit[$s]} ))
+done
+list=$(IFS=,; echo "${scenarios[*]}")
+
+console=$run/console.log
+log "booting the VM for: ${scenarios[*]} (console: $console)"
+qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1536 \
+    -nographic -no-reboot -monitor none -serial "file:$console" \
+    -kernel "$vm/bzImage" -initrd "$vm/initramfs.cpio.gz" \
+    -append "console=ttyS0 panic=-1 oops=panic loglevel=6 bow.run=$list" \
+    "${drives[@]}" </dev/null >"$run/qemu.out" 2>&1 &
+qpid=$!
+
+# Watchdog: kill the guest when a scenario (or the boot) overruns its limit.
+timed_out=""
+boot_start=$(date +%s)
+current="" current_start=0
+while kill -0 "$qpid" 2>/dev/null; do
+    sleep 2
+    now=$(date +%s)
+    last=$(grep -a -o 'BOW-SCENARIO-START [A-Za-z0-9_-]*' "$console" 2>/dev/null | tail -1 | cut -d' ' -f2 || true)
+    if [ -n "$last" ] && [ "$last" != "$current" ]; then
+        current=$last current_start=$now
+    fi
+    if [ -z "$current" ] && [ $(( now - boot_start )) -gt 120 ]; then
+        timed_out="boot (no scenario started within 120 s)"
+    elif [ -n "$current" ] && ! grep -aq "BOW-SCENARIO-END $current " "$console" \
+         && [ $(( now - current_start )) -gt "${limit[$current]}" ]; then
+        timed_out="scenario $current (over its ${limit[$current]} s limit)"
+    elif [ $(( now - boot_start )) -gt "$total" ]; then
+        timed_out="the whole run (over $total s)"
+    fi
+    if [ -n "$timed_out" ]; then
+        echo "TIMEOUT: killing the guest: $timed_out" | tee -a "$console" >&2
+        kill "$qpid" 2>/dev/null || true
+        sleep 1
+        kill -9 "$qpid" 2>/dev/null || true
+        break
+    fi
+done
+wait "$qpid" 2>/dev/null || true
+
+# Kernel reports that fail the run whatever the scenarios said.
+splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN|UBSAN|possible recursive locking|circular locking|lockdep|blocked for more than|general protection fault|soft lockup|hard LOCKUP|rcu.*stall|Call Trace:'
+splats=$(grep -a -E "$splat_re" "$console" || true)
+
+results=$run/results.tsv
+: > "$results"
+status=0
+for s in "${scenarios[@]}"; do
+    rc=$(grep -a -o "BOW-SCENARIO-END $s rc=[0-9]*" "$console" | tail -1 | sed 's/.*rc=//' || true)
+    if [ "$rc" = 0 ]; then r=pass; else r=fail; status=1; fi
+    [ -n "$rc" ] || rc="none (did not finish)"
+    printf 'scenario\t%s\t%s\n' "$s" "$r" >> "$results"
+    echo "$(tr a-z A-Z <<<"$r"): scenario $s (rc=$rc)"
+    grep -a "BOW-CHECK FAIL" "$console" | sed -n "/./p" | sed 's/^/    /' | head -50 || true
+done
+
+# KUnit: KTAP lines, possibly prefixed by printk timestamps.
+sed -E 's/^\[ *[0-9.]+\] //' "$console" | tr -d '\r' | awk -v out="$results" '
+    /^# Subtest: / { suite = $3; next }
+    /^    (not )?ok [0-9]+ / && suite != "" {
+        res = ($1 == "not") ? "fail" : "pass"
+        name = ($1 == "not") ? $4 : $3
+        if ($0 ~ /# SKIP/) res = "skip"
+        printf "kunit\t%s.%s\t%s\n", suite, name, res >> out
+    }' || true
+kpass=$(grep -c $'^kunit\t.*\tpass$' "$results" || true)
+kfail=$(grep -c $'^kunit\t.*\tfail$' "$results" || true)
+[ "$kfail" = 0 ] || status=1
+echo "KUnit: $kpass passed, $kfail failed"
+
+if [ -n "$timed_out" ]; then
+    echo "FAIL: timeout in $timed_out"
+    printf 'vm\ttimeout\tfail\n' >> "$results"
+    status=1
+fi
+if [ -n "$splats" ]; then
+    echo "FAIL: the console shows kernel reports:"
+    sed 's/^/    /' <<<"$splats" | head -20
+    printf 'vm\tconsole-clean\tfail\n' >> "$results"
+    status=1
+else
+    printf 'vm\tconsole-clean\tpass\n' >> "$results"
+fi
+[ "$keep" = 1 ] || rm -f "$run"/disk*.img
+exit $status
