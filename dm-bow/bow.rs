@@ -10,6 +10,7 @@
 mod ffi;
 #[cfg(CONFIG_KUNIT)]
 mod kunit_cases;
+mod rangetree;
 mod target;
 
 /// The code shared with `bowctl`, mounted from the `bow-core` crate's sources.
@@ -19,6 +20,7 @@ mod target;
 mod bow_core {
     pub(crate) mod crc;
     pub(crate) mod format;
+    pub(crate) mod rangemap;
     pub(crate) mod state;
     pub(crate) mod table;
 }

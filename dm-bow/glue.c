@@ -6,6 +6,11 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/device-mapper.h>
+#include <linux/dm-io.h>
+#include <linux/kobject.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/sysfs.h>
 #include <kunit/test.h>
 #include "glue.h"
 
@@ -27,6 +32,7 @@ void bow_bio_endio(struct bio *bio, int errno_value)
 	bio_endio(bio);
 }
 
+const unsigned int BOW_OPEN_RW = (__force unsigned int)(BLK_OPEN_READ | BLK_OPEN_WRITE);
 const unsigned int BOW_OP_READ = REQ_OP_READ;
 const unsigned int BOW_OP_WRITE = REQ_OP_WRITE;
 const unsigned int BOW_OP_FLUSH = REQ_OP_FLUSH;
@@ -66,6 +72,128 @@ void bow_limits_set_block_size(struct queue_limits *limits, unsigned int bs)
 	limits->physical_block_size = bs;
 	limits->io_min = bs;
 	limits->discard_granularity = bs;
+}
+
+const unsigned int BOW_IO_READ = REQ_OP_READ | REQ_SYNC;
+const unsigned int BOW_IO_WRITE = REQ_OP_WRITE | REQ_SYNC;
+const unsigned int BOW_IO_WRITE_FLUSH_FUA = REQ_OP_WRITE | REQ_SYNC | REQ_PREFLUSH | REQ_FUA;
+
+int bow_io_sync(struct dm_io_client *client, struct block_device *bdev,
+		sector_t sector, void *buf, unsigned int len, unsigned int opf)
+{
+	struct dm_io_region where = {
+		.bdev = bdev,
+		.sector = sector,
+		.count = len >> SECTOR_SHIFT,
+	};
+	struct dm_io_request req = {
+		.bi_opf = (__force blk_opf_t)opf,
+		.mem.type = DM_IO_KMEM,
+		.mem.ptr.addr = buf,
+		.client = client,
+	};
+	unsigned long error_bits = 0;
+	int r = dm_io(&req, 1, &where, &error_bits, IOPRIO_DEFAULT);
+
+	if (!r && error_bits)
+		r = -EIO;
+	return r;
+}
+
+unsigned int bow_noio_save(void) { return memalloc_noio_save(); }
+void bow_noio_restore(unsigned int flags) { memalloc_noio_restore(flags); }
+
+void bow_bio_submit_remapped(struct bio *bio, struct block_device *bdev, sector_t sector)
+{
+	bow_bio_remap(bio, bdev, sector);
+	dm_submit_bio_remap(bio, NULL);
+}
+void bow_bio_accept_partial(struct bio *bio, unsigned int sectors)
+{
+	dm_accept_partial_bio(bio, sectors);
+}
+void bow_bio_set_next(struct bio *bio, struct bio *next) { bio->bi_next = next; }
+struct bio *bow_bio_next(const struct bio *bio) { return bio->bi_next; }
+
+/* Layout-compatible with device-mapper's private struct dm_kobject_holder. */
+struct bow_kobject_holder {
+	struct kobject kobj;
+	struct completion completion;
+};
+
+struct bow_sysfs {
+	struct bow_kobject_holder holder;
+	const void *owner;
+};
+
+void dm_kobject_release(struct kobject *kobj);
+
+static const void *bow_sysfs_owner(struct kobject *kobj)
+{
+	return container_of(kobj, struct bow_sysfs, holder.kobj)->owner;
+}
+
+static ssize_t state_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
+{
+	return bow_rs_state_show(bow_sysfs_owner(kobj), buf);
+}
+
+static ssize_t state_store(struct kobject *kobj, struct kobj_attribute *attr,
+			   const char *buf, size_t count)
+{
+	return bow_rs_state_store(bow_sysfs_owner(kobj), buf, count);
+}
+
+static ssize_t free_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
+{
+	return bow_rs_free_show(bow_sysfs_owner(kobj), buf);
+}
+
+static struct kobj_attribute bow_attr_state = __ATTR(state, 0644, state_show, state_store);
+static struct kobj_attribute bow_attr_free = __ATTR(free, 0444, free_show, NULL);
+
+static struct attribute *bow_attrs[] = {
+	&bow_attr_state.attr,
+	&bow_attr_free.attr,
+	NULL,
+};
+ATTRIBUTE_GROUPS(bow);
+
+static const struct kobj_type bow_ktype = {
+	.sysfs_ops = &kobj_sysfs_ops,
+	.default_groups = bow_groups,
+	.release = dm_kobject_release,
+};
+
+struct bow_sysfs *bow_sysfs_create(struct dm_target *ti, const void *owner)
+{
+	struct mapped_device *md = dm_table_get_md(ti->table);
+	struct bow_sysfs *s = kzalloc(sizeof(*s), GFP_KERNEL);
+	int r;
+
+	if (!s)
+		return ERR_PTR(-ENOMEM);
+	s->owner = owner;
+	init_completion(&s->holder.completion);
+	r = kobject_init_and_add(&s->holder.kobj, &bow_ktype,
+				 &disk_to_dev(dm_disk(md))->kobj, "%s", "bow");
+	if (r) {
+		kobject_put(&s->holder.kobj);
+		wait_for_completion(&s->holder.completion);
+		kfree(s);
+		return ERR_PTR(r);
+	}
+	return s;
+}
+
+void bow_sysfs_destroy(struct bow_sysfs *s)
+{
+	if (IS_ERR_OR_NULL(s))
+		return;
+	kobject_put(&s->holder.kobj);
+	/* dm_kobject_release completes this once the last sysfs user is gone. */
+	wait_for_completion(&s->holder.completion);
+	kfree(s);
 }
 
 void bow_kunit_fail(struct kunit *test, const char *msg)

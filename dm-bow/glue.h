@@ -26,6 +26,7 @@ void bow_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector);
 void bow_bio_endio(struct bio *bio, int errno_value);
 
 /* operation codes, as plain numbers */
+extern const unsigned int BOW_OPEN_RW;
 extern const unsigned int BOW_OP_READ;
 extern const unsigned int BOW_OP_WRITE;
 extern const unsigned int BOW_OP_FLUSH;
@@ -47,6 +48,36 @@ sector_t bow_ti_len(struct dm_target *ti);
 struct block_device *bow_dm_dev_bdev(struct dm_dev *dev);
 
 void bow_limits_set_block_size(struct queue_limits *limits, unsigned int bs);
+
+/* synchronous I/O through dm-io, on a kmalloc'ed buffer */
+struct dm_io_client;
+extern const unsigned int BOW_IO_READ;
+extern const unsigned int BOW_IO_WRITE;
+extern const unsigned int BOW_IO_WRITE_FLUSH_FUA;
+int bow_io_sync(struct dm_io_client *client, struct block_device *bdev,
+		sector_t sector, void *buf, unsigned int len, unsigned int opf);
+
+/* GFP_NOIO scopes for code that allocates on the I/O path */
+unsigned int bow_noio_save(void);
+void bow_noio_restore(unsigned int flags);
+
+/* bios the target holds on to */
+void bow_bio_submit_remapped(struct bio *bio, struct block_device *bdev, sector_t sector);
+void bow_bio_accept_partial(struct bio *bio, unsigned int sectors);
+void bow_bio_set_next(struct bio *bio, struct bio *next);
+struct bio *bow_bio_next(const struct bio *bio);
+
+/*
+ * The bow/ sysfs directory under the dm disk. Its show/store callbacks call
+ * back into Rust with the owner pointer given at creation.
+ */
+struct bow_sysfs;
+struct bow_sysfs *bow_sysfs_create(struct dm_target *ti, const void *owner);
+void bow_sysfs_destroy(struct bow_sysfs *s);
+/* implemented in Rust */
+long bow_rs_state_show(const void *owner, char *buf);
+long bow_rs_state_store(const void *owner, const char *buf, size_t len);
+long bow_rs_free_show(const void *owner, char *buf);
 
 /* KUnit */
 void bow_kunit_fail(struct kunit *test, const char *msg);

@@ -57,8 +57,7 @@ fn fill(buf: &mut [u8], mut x: u64) {
 }
 
 fn crc_matches_kernel() -> Outcome {
-    let mut buf = KVec::with_capacity(4096, GFP_KERNEL).map_err(|_| c"allocation failed")?;
-    buf.resize(4096, 0u8, GFP_KERNEL).map_err(|_| c"allocation failed")?;
+    let mut buf = KVec::from_elem(0u8, 4096, GFP_KERNEL).map_err(|_| c"allocation failed")?;
     for (i, seed) in [0u32, 1, 7, 0xffff_ffff, 123_456_789].into_iter().enumerate() {
         fill(&mut buf, 0x9e37_79b9_7f4a_7c15 ^ i as u64);
         for len in [0usize, 1, 3, 511, 512, 4096] {
@@ -100,8 +99,7 @@ fn words_dyn(s: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 fn log_block_roundtrip() -> Outcome {
-    let mut block = KVec::new();
-    block.resize(4096, 0u8, GFP_KERNEL).map_err(|_| c"allocation failed")?;
+    let mut block = KVec::from_elem(0u8, 4096, GFP_KERNEL).map_err(|_| c"allocation failed")?;
     check(!holds_log(&block), c"zeroed block taken for a log")?;
     let mut h = LogHeader::new(4096, 2, 1024);
     let n = entries_per_block(4096);

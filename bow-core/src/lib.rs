@@ -9,5 +9,6 @@
 
 pub mod crc;
 pub mod format;
+pub mod rangemap;
 pub mod state;
 pub mod table;

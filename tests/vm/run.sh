@@ -2,7 +2,7 @@
 # Boots the test kernel under qemu (TCG) with fresh raw disk images and runs the
 # named guest scenarios in one boot.
 #
-# usage: tests/vm/run.sh [--no-build] [--disk-mib N] [--disks N] [--keep] SCENARIO...
+# usage: tests/vm/run.sh [--no-build (reuse the last kernel, module and bowctl)] [--disk-mib N] [--disks N] [--keep] SCENARIO...
 #
 # Exit status: 0 when every scenario passed and the console is clean, 1 when
 # any failed, timed out or the console shows a kernel report (BUG, WARNING,
@@ -48,9 +48,12 @@ if [ "$build" = 1 ]; then
     ko=$(bash "$BOW_ROOT/ci/build-module.sh")
     bowctl=$(bash "$BOW_ROOT/ci/build-bowctl.sh")
     cp "$kb/arch/x86/boot/bzImage" "$vm/bzImage"
-    bash "$BOW_ROOT/ci/build-initramfs.sh" "$ko" "$bowctl" "$vm/initramfs.cpio.gz"
+    cp "$ko" "$vm/dm-bow.ko"
+    cp "$bowctl" "$vm/bowctl"
 fi
-[ -f "$vm/bzImage" ] && [ -f "$vm/initramfs.cpio.gz" ] || die "no VM image built yet (run without --no-build)"
+[ -f "$vm/bzImage" ] && [ -f "$vm/dm-bow.ko" ] || die "nothing built yet (run without --no-build)"
+# The initramfs is cheap: always rebuilt, so scenario edits are picked up.
+bash "$BOW_ROOT/ci/build-initramfs.sh" "$vm/dm-bow.ko" "$vm/bowctl" "$vm/initramfs.cpio.gz"
 
 run=$vm/last
 rm -rf "$run"
@@ -77,7 +80,7 @@ log "booting the VM for: ${scenarios[*]} (console: $console)"
 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1536 \
     -nographic -no-reboot -monitor none -serial "file:$console" \
     -kernel "$vm/bzImage" -initrd "$vm/initramfs.cpio.gz" \
-    -append "console=ttyS0 panic=-1 oops=panic loglevel=6 bow.run=$list" \
+    -append "console=ttyS0 panic=-1 oops=panic loglevel=7 bow.run=$list" \
     "${drives[@]}" </dev/null >"$run/qemu.out" 2>&1 &
 qpid=$!
 
@@ -111,7 +114,7 @@ done
 wait "$qpid" 2>/dev/null || true
 
 # Kernel reports that fail the run whatever the scenarios said.
-splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN|UBSAN|possible recursive locking|circular locking|lockdep|blocked for more than|general protection fault|soft lockup|hard LOCKUP|rcu.*stall|Call Trace:'
+splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN|UBSAN|possible recursive locking|circular locking|lockdep is turned off|inconsistent lock state|blocked for more than|general protection fault|soft lockup|hard LOCKUP|rcu.*stall|Call Trace:|Unable to handle'
 splats=$(grep -a -E "$splat_re" "$console" || true)
 
 results=$run/results.tsv
@@ -122,19 +125,29 @@ for s in "${scenarios[@]}"; do
     if [ "$rc" = 0 ]; then r=pass; else r=fail; status=1; fi
     [ -n "$rc" ] || rc="none (did not finish)"
     printf 'scenario\t%s\t%s\n' "$s" "$r" >> "$results"
+    # Each check inside the scenario is reported too.
+    sed -n "/BOW-SCENARIO-START $s\$/,/BOW-SCENARIO-END $s /p" "$console" | tr -d '\r' \
+        | sed -n 's/^BOW-CHECK \(ok\|FAIL\) \(.*\)/\1\t\2/p' \
+        | while IFS=$'\t' read -r verdict what; do
+            [ "$verdict" = ok ] && v=pass || v=fail
+            printf 'check\t%s: %s\t%s\n' "$s" "$what" "$v"
+        done >> "$results"
     echo "$(tr a-z A-Z <<<"$r"): scenario $s (rc=$rc)"
-    grep -a "BOW-CHECK FAIL" "$console" | sed -n "/./p" | sed 's/^/    /' | head -50 || true
+    sed -n "/BOW-SCENARIO-START $s\$/,/BOW-SCENARIO-END $s /p" "$console" | grep -a "BOW-CHECK FAIL" \
+        | sed 's/^/    /' | head -50 || true
 done
 
 # KUnit: KTAP lines, possibly prefixed by printk timestamps.
+# Cases are indented one level deeper than "ok N <suite>" at the top level.
 sed -E 's/^\[ *[0-9.]+\] //' "$console" | tr -d '\r' | awk -v out="$results" '
-    /^# Subtest: / { suite = $3; next }
-    /^    (not )?ok [0-9]+ / && suite != "" {
+    /^ +# Subtest: / { suite = $3; next }
+    /^ +(not )?ok [0-9]+ / && suite != "" {
         res = ($1 == "not") ? "fail" : "pass"
         name = ($1 == "not") ? $4 : $3
         if ($0 ~ /# SKIP/) res = "skip"
         printf "kunit\t%s.%s\t%s\n", suite, name, res >> out
-    }' || true
+    }
+    /^(not )?ok [0-9]+ / { suite = "" }' || true
 kpass=$(grep -c $'^kunit\t.*\tpass$' "$results" || true)
 kfail=$(grep -c $'^kunit\t.*\tfail$' "$results" || true)
 [ "$kfail" = 0 ] || status=1

@@ -25,7 +25,7 @@ check "create with block_size:4096" dmsetup create good2 --table "0 $LEN bow $DI
 eq "table round-trips (block_size)" "0 $LEN bow $DISK 1 block_size:4096" "$(dmsetup table good2)"
 D=$(dm_dev good2)
 eq "logical block size advertised" 4096 "$(blockdev --getss "$D")"
-eq "physical block size advertised" 4096 "$(blockdev --getpbsz "$D")"
+eq "physical block size advertised" 4096 "$(cat /sys/block/${D#/dev/}/queue/physical_block_size)"
 expect_fail "unknown message is refused" dmsetup message good2 0 rollback
 
 # --- state 0 passes I/O through, byte-exactly ----------------------------
