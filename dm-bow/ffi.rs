@@ -432,8 +432,8 @@ pub(crate) trait Target: Sized + Send + Sync {
     fn map(&self, bio: Bio) -> Mapped;
     /// Writes the status of `kind`.
     fn status(&self, kind: StatusKind, out: &mut StatusBuf<'_>);
-    /// Handles `dmsetup message`.
-    fn message(&self, args: Args<'_>) -> Result<(), Error>;
+    /// Handles `dmsetup message`; returns whether it wrote a reply into `out`.
+    fn message(&self, args: Args<'_>, out: &mut StatusBuf<'_>) -> Result<bool, Error>;
     /// The device below.
     fn device(&self) -> &DmDev;
     /// The block size to advertise.
@@ -749,15 +749,24 @@ unsafe extern "C" fn message_thunk<T: Target>(
     ti: *mut raw::dm_target,
     argc: c_uint,
     argv: *mut *mut c_char,
-    _result: *mut c_char,
-    _maxlen: c_uint,
+    result: *mut c_char,
+    maxlen: c_uint,
 ) -> c_int {
     // SAFETY: `message` is only called on constructed targets.
     let t = unsafe { private::<T>(ti) };
     // SAFETY: device-mapper passes `argc` valid strings that live through the call.
     let args = unsafe { Args::new(argc, argv) };
-    match t.message(args) {
-        Ok(()) => 0,
+    let buf: &mut [u8] = if result.is_null() || maxlen == 0 {
+        &mut []
+    } else {
+        // SAFETY: device-mapper gives us `maxlen` writable bytes at `result`.
+        unsafe { core::slice::from_raw_parts_mut(result.cast::<u8>(), maxlen as usize) }
+    };
+    let mut out = StatusBuf::new(buf);
+    match t.message(args, &mut out) {
+        // 1 tells device-mapper that `result` holds a reply.
+        Ok(true) => 1,
+        Ok(false) => 0,
         Err(e) => e.to_errno(),
     }
 }

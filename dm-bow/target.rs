@@ -87,6 +87,8 @@ struct Inner {
     inflight: usize,
     counters: Counters,
     log: Option<LogState>,
+    /// The free ranges (start, length in blocks) at the moment of checkpoint.
+    free_at_checkpoint: Option<KVec<(u64, u64)>>,
 }
 
 /// Everything the target's hooks, workers and sysfs files share.
@@ -265,25 +267,47 @@ impl Shared {
     }
 
     /// 0 -> 1: back up block 0, relocate its live copy, write the first log
-    /// block, all durably, and only then report state 1.
+    /// block, all durably, and only then report state 1. On failure the map
+    /// is put back and the target stays in state 0.
     fn checkpoint(&self) -> Result {
+        // From here on, state-0 writes and discards are requeued, so the map
+        // holds still.
+        self.inner.lock().changing = true;
+        let r = self.checkpoint_locked();
+        if r.is_err() {
+            self.inner.lock().changing = false;
+        }
+        r
+    }
+
+    fn checkpoint_locked(&self) -> Result {
         let spb = self.spb;
-        let (a, l, block0_was) = {
-            let mut g = self.lock_ready()?;
-            if g.free_blocks < 2 + LOG_RESERVE + 1 {
-                pr_warn!("bow: checkpoint needs free space: trim the device first\n");
-                return Err(code::ENOSPC);
-            }
-            g.changing = true;
-            g.map.rekind(rangemap::at_checkpoint);
-            let block0_was = rangemap::Store::containing(&mut g.map, 0).map_or(Kind::Unchanged, |e| e.kind);
-            self.assign(&mut g, 0, 1, Kind::Changed)?;
-            let a = self.take_free_block(&mut g)?;
-            drop(g);
-            let mut g = self.lock_ready()?;
-            let l = self.take_free_block(&mut g)?;
-            (a, l, block0_was)
+        let mut free_map = {
+            let n = self.inner.lock().map.extents();
+            KVec::with_capacity(n, GFP_KERNEL)?
         };
+        let pending = KVec::with_capacity(PENDING_MAX, GFP_KERNEL)?;
+        let spare = KVec::with_capacity(PENDING_MAX, GFP_KERNEL)?;
+        let mut g = self.lock_ready()?;
+        if g.free_blocks < 2 + LOG_RESERVE + 1 {
+            pr_warn!("bow: checkpoint needs free space: trim the device first\n");
+            return Err(code::ENOSPC);
+        }
+        g.map.for_each(|e| {
+            if e.kind == Kind::Free {
+                // Capacity was reserved for every extent: no allocation.
+                let _ = free_map.push((e.start, e.len()), GFP_NOWAIT);
+            }
+        });
+        g.map.rekind(rangemap::at_checkpoint);
+        let block0_was = rangemap::Store::containing(&mut g.map, 0).map_or(Kind::Unchanged, |e| e.kind);
+        self.assign(&mut g, 0, 1, Kind::Changed)?;
+        let a = self.take_free_block(&mut g)?;
+        drop(g);
+        let mut g = self.lock_ready()?;
+        let l = self.take_free_block(&mut g)?;
+        drop(g);
+
         let r = (|| -> Result<(KVec<u8>, LogHeader)> {
             let mut data = self.block_buf()?;
             self.io.sync(&self.dev, 0, &mut data, IoKind::Read)?;
@@ -310,13 +334,10 @@ impl Shared {
                 drop(g);
                 let _ = self.assign_now(l, l + 1, Kind::Free);
                 let _ = self.assign_now(0, 1, if block0_was == Kind::Free { Kind::Free } else { Kind::Used });
-                self.inner.lock().changing = false;
                 pr_err!("bow: checkpoint failed ({:?}); staying in state 0\n", e);
                 return Err(e);
             }
         };
-        let pending = KVec::with_capacity(PENDING_MAX, GFP_KERNEL)?;
-        let spare = KVec::with_capacity(PENDING_MAX, GFP_KERNEL)?;
         let mut g = self.inner.lock();
         g.log = Some(LogState {
             header,
@@ -330,6 +351,7 @@ impl Shared {
             failed: false,
         });
         g.live0 = l;
+        g.free_at_checkpoint = Some(free_map);
         g.state = State::Checkpoint;
         g.changing = false;
         let free = g.free_blocks;
@@ -804,6 +826,7 @@ impl Target for Bow {
                     inflight: 0,
                     counters: Counters::default(),
                     log: None,
+                    free_at_checkpoint: None,
                 }, "bow::inner"),
                 cond <- new_condvar!("bow::cond"),
                 transition <- new_mutex!((), "bow::transition"),
@@ -876,13 +899,38 @@ impl Target for Bow {
         };
     }
 
-    fn message(&self, args: Args<'_>) -> Result<(), Error> {
+    fn message(&self, args: Args<'_>, out: &mut StatusBuf<'_>) -> Result<bool, Error> {
         match Message::parse(args.bytes()) {
             None => {
-                pr_warn!("bow: unknown message (expected 'checkpoint' or 'commit')\n");
+                pr_warn!("bow: unknown message (expected checkpoint, commit or free_map)\n");
                 Err(code::EINVAL)
             }
-            Some(m) => self.shared.change_state(m.target()),
+            Some(Message::FreeMap) => {
+                let s = &*self.shared;
+                let g = s.inner.lock();
+                // A reply that does not fit makes dmsetup retry with a bigger buffer.
+                let _ = match (g.state, g.free_at_checkpoint.as_ref()) {
+                    (State::Trim, _) => {
+                        let mut r = Ok(());
+                        g.map.for_each(|e| {
+                            if e.kind == Kind::Free && r.is_ok() {
+                                r = write!(out, "{}+{} ", e.start, e.len());
+                            }
+                        });
+                        r
+                    }
+                    (_, Some(ranges)) => {
+                        let mut r = Ok(());
+                        for &(start, len) in ranges.iter() {
+                            r = r.and_then(|()| write!(out, "{}+{} ", start, len));
+                        }
+                        r
+                    }
+                    (_, None) => Ok(()),
+                };
+                Ok(true)
+            }
+            Some(m) => self.shared.change_state(m.target().ok_or(code::EINVAL)?).map(|()| false),
         }
     }
 

@@ -282,13 +282,21 @@ mod tests {
         assert_eq!(&b[8..12], &4096u32.to_le_bytes());
         assert_eq!(&b[12..16], &3u32.to_le_bytes());
         assert_eq!(&b[16..20], &7u32.to_le_bytes());
-        assert_eq!(&b[20..28], &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]);
+        assert_eq!(
+            &b[20..28],
+            &[0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11]
+        );
     }
 
     #[test]
     fn entry_layout() {
         let mut b = [0u8; 512];
-        let e = LogEntry { source: 8, dest: 0x100, size: 4096, checksum: 0xdead_beef };
+        let e = LogEntry {
+            source: 8,
+            dest: 0x100,
+            size: 4096,
+            checksum: 0xdead_beef,
+        };
         e.encode_at(&mut b, 1).unwrap();
         assert_eq!(&b[52..60], &8u64.to_le_bytes());
         assert_eq!(&b[60..68], &0x100u64.to_le_bytes());
@@ -304,19 +312,34 @@ mod tests {
         assert!(LogHeader::decode(&b).is_ok());
         let mut c = b;
         c[0] = 0;
-        assert!(matches!(LogHeader::decode(&c), Err(FormatError::BadMagic(_))));
+        assert!(matches!(
+            LogHeader::decode(&c),
+            Err(FormatError::BadMagic(_))
+        ));
         let mut c = b;
         c[5] = 2;
-        assert!(matches!(LogHeader::decode(&c), Err(FormatError::BadVersion(_))));
+        assert!(matches!(
+            LogHeader::decode(&c),
+            Err(FormatError::BadVersion(_))
+        ));
         let mut c = b;
         c[6] = 29;
-        assert!(matches!(LogHeader::decode(&c), Err(FormatError::BadHeaderSize(29))));
+        assert!(matches!(
+            LogHeader::decode(&c),
+            Err(FormatError::BadHeaderSize(29))
+        ));
         let mut c = b;
         c[8..12].copy_from_slice(&3000u32.to_le_bytes());
-        assert!(matches!(LogHeader::decode(&c), Err(FormatError::BadBlockSize(3000))));
+        assert!(matches!(
+            LogHeader::decode(&c),
+            Err(FormatError::BadBlockSize(3000))
+        ));
         let mut c = b;
         c[12..16].copy_from_slice(&170u32.to_le_bytes());
-        assert!(matches!(LogHeader::decode(&c), Err(FormatError::BadCount(170))));
+        assert!(matches!(
+            LogHeader::decode(&c),
+            Err(FormatError::BadCount(170))
+        ));
         assert_eq!(LogHeader::decode(&b[..100]), Err(FormatError::Truncated));
     }
 
@@ -336,7 +359,10 @@ mod tests {
     fn checksum_seed_is_source_block() {
         let data = [0xa5u8; 4096];
         assert_eq!(entry_checksum(80, 4096, &data), crc32(10, &data));
-        assert_eq!(entry_checksum(80, 512, &data[..512]), crc32(80, &data[..512]));
+        assert_eq!(
+            entry_checksum(80, 512, &data[..512]),
+            crc32(80, &data[..512])
+        );
     }
 
     proptest::proptest! {

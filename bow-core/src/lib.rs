@@ -7,8 +7,11 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 pub mod crc;
 pub mod format;
 pub mod rangemap;
+pub mod restore;
 pub mod state;
 pub mod table;

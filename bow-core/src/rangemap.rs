@@ -79,12 +79,22 @@ pub fn assign<S: Store>(s: &mut S, start: u64, end: u64, kind: Kind) -> Result<(
     let mut left = None;
     let mut right = None;
     while cur < end {
-        let Some(e) = s.remove_containing(cur) else { break };
+        let Some(e) = s.remove_containing(cur) else {
+            break;
+        };
         if e.start < start {
-            left = Some(Extent { start: e.start, end: start, kind: e.kind });
+            left = Some(Extent {
+                start: e.start,
+                end: start,
+                kind: e.kind,
+            });
         }
         if e.end > end {
-            right = Some(Extent { start: end, end: e.end, kind: e.kind });
+            right = Some(Extent {
+                start: end,
+                end: e.end,
+                kind: e.kind,
+            });
         }
         cur = e.end;
     }
@@ -123,7 +133,11 @@ pub fn for_each_in<S: Store, F: FnMut(Extent)>(s: &mut S, start: u64, end: u64, 
     let mut cur = start;
     while cur < end {
         let Some(e) = s.containing(cur) else { return };
-        let piece = Extent { start: cur, end: e.end.min(end), kind: e.kind };
+        let piece = Extent {
+            start: cur,
+            end: e.end.min(end),
+            kind: e.kind,
+        };
         if piece.is_empty() {
             return;
         }
@@ -157,7 +171,11 @@ pub fn find_free<S: Store>(s: &mut S, blocks: u64, hint: u64, want: u64) -> Opti
 
 /// The map of a device in state 0: every block in use.
 pub fn init<S: Store>(s: &mut S, blocks: u64) -> Result<(), NoNode> {
-    s.insert(Extent { start: 0, end: blocks, kind: Kind::Used })
+    s.insert(Extent {
+        start: 0,
+        end: blocks,
+        kind: Kind::Used,
+    })
 }
 
 /// What the checkpoint turns each kind into: free space stays free (it is the
@@ -185,7 +203,11 @@ pub mod model {
 
     impl Store for MapStore {
         fn containing(&mut self, block: u64) -> Option<Extent> {
-            self.by_last.range(block..).next().map(|(_, e)| *e).filter(|e| e.start <= block)
+            self.by_last
+                .range(block..)
+                .next()
+                .map(|(_, e)| *e)
+                .filter(|e| e.start <= block)
         }
         fn remove_containing(&mut self, block: u64) -> Option<Extent> {
             let e = self.containing(block)?;
@@ -194,7 +216,10 @@ pub mod model {
         }
         fn insert(&mut self, e: Extent) -> Result<(), NoNode> {
             assert!(!e.is_empty());
-            assert!(self.by_last.insert(e.end - 1, e).is_none(), "overlap at {e:?}");
+            assert!(
+                self.by_last.insert(e.end - 1, e).is_none(),
+                "overlap at {e:?}"
+            );
             Ok(())
         }
     }

@@ -103,6 +103,10 @@ pub enum Message {
     Checkpoint,
     /// `commit`: the same as writing 2 to `state`.
     Commit,
+    /// `free_map`: prints the ranges that were free at checkpoint (or are free
+    /// now, in state 0) as `start+length` pairs in blocks, so tests can
+    /// compare exactly the blocks a restore must bring back.
+    FreeMap,
 }
 
 impl Message {
@@ -112,16 +116,18 @@ impl Message {
         let m = match it.next()? {
             b"checkpoint" => Self::Checkpoint,
             b"commit" => Self::Commit,
+            b"free_map" => Self::FreeMap,
             _ => return None,
         };
         it.next().is_none().then_some(m)
     }
 
-    /// The state the message asks for.
-    pub const fn target(self) -> State {
+    /// The state the message asks for, if it is a state change.
+    pub const fn target(self) -> Option<State> {
         match self {
-            Self::Checkpoint => State::Checkpoint,
-            Self::Commit => State::Committed,
+            Self::Checkpoint => Some(State::Checkpoint),
+            Self::Commit => Some(State::Committed),
+            Self::FreeMap => None,
         }
     }
 }
@@ -204,8 +210,23 @@ mod tests {
         assert_eq!(state_write(b"1", Checkpoint), Err(StateError::AlreadyThere));
         assert_eq!(state_write(b"0", Trim), Err(StateError::AlreadyThere));
         assert_eq!(state_write(b"2", Committed), Err(StateError::AlreadyThere));
-        for bad in [&b""[..], b"\n", b"3", b"01", b" 1", b"1 ", b"1\n\n", b"one", b"-1", b"1\0"] {
-            assert_eq!(state_write(bad, Trim), Err(StateError::Malformed), "{bad:?}");
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"3",
+            b"01",
+            b" 1",
+            b"1 ",
+            b"1\n\n",
+            b"one",
+            b"-1",
+            b"1\0",
+        ] {
+            assert_eq!(
+                state_write(bad, Trim),
+                Err(StateError::Malformed),
+                "{bad:?}"
+            );
         }
     }
 
@@ -215,6 +236,9 @@ mod tests {
         assert_eq!(w("checkpoint"), Some(Message::Checkpoint));
         assert_eq!(w("commit"), Some(Message::Commit));
         assert_eq!(w("commit now"), None);
+        assert_eq!(w("free_map"), Some(Message::FreeMap));
+        assert_eq!(Message::Commit.target(), Some(State::Committed));
+        assert_eq!(Message::FreeMap.target(), None);
         assert_eq!(w("rollback"), None);
         assert_eq!(Message::parse(core::iter::empty()), None);
     }
@@ -226,12 +250,19 @@ mod tests {
         let s = StatusInfo {
             state: State::Checkpoint,
             block_size: 4096,
-            counters: Counters { free_bytes: 8192, copies: 2, ..Default::default() },
+            counters: Counters {
+                free_bytes: 8192,
+                copies: 2,
+                ..Default::default()
+            },
         };
         assert_eq!(
             s.to_string(),
             "state=checkpoint block_size=4096 free=8192 backed_up=0 log_seq=0 log_entries=0 copies=2 enospc=0 log_writes=0"
         );
-        assert_eq!(StatusIma(&s).to_string(), "target_name=bow,target_version=1.0.0;state=1;block_size=4096;");
+        assert_eq!(
+            StatusIma(&s).to_string(),
+            "target_name=bow,target_version=1.0.0;state=1;block_size=4096;"
+        );
     }
 }

@@ -117,7 +117,11 @@ where
     if device.is_empty() {
         return Err(TableError::ArgCount);
     }
-    let mut out = TableArgs { device, block_size: None, ignore_log: false };
+    let mut out = TableArgs {
+        device,
+        block_size: None,
+        ignore_log: false,
+    };
     let Some(n) = it.next() else {
         return Ok(out);
     };
@@ -220,36 +224,76 @@ mod tests {
         assert_eq!(p("x one block_size:4096"), Err(TableError::BadOptCount));
         assert_eq!(p("x -1"), Err(TableError::BadOptCount));
         assert_eq!(p("x 1 bs:4096"), Err(TableError::UnknownOption));
-        assert_eq!(p("x 2 block_size:4096 block_size:512"), Err(TableError::DuplicateOption));
+        assert_eq!(
+            p("x 2 block_size:4096 block_size:512"),
+            Err(TableError::DuplicateOption)
+        );
         assert_eq!(p("x 1 block_size:4k"), Err(TableError::BadNumber));
         assert_eq!(p("x 1 block_size:"), Err(TableError::BadNumber));
         assert_eq!(p("x 1 block_size:+512"), Err(TableError::BadNumber));
-        assert_eq!(p("x 1 block_size:99999999999999999999999"), Err(TableError::BadNumber));
+        assert_eq!(
+            p("x 1 block_size:99999999999999999999999"),
+            Err(TableError::BadNumber)
+        );
         assert_eq!(p("x 1 block_size:3000"), Err(TableError::BadBlockSize));
         assert_eq!(p("x 1 block_size:8192"), Err(TableError::BadBlockSize));
         assert_eq!(p("x 1 block_size:256"), Err(TableError::BadBlockSize));
-        assert_eq!(p("x 1 block_size:4294967808"), Err(TableError::BadBlockSize));
+        assert_eq!(
+            p("x 1 block_size:4294967808"),
+            Err(TableError::BadBlockSize)
+        );
     }
 
     #[test]
     fn geometry() {
         let t = p("x 1 block_size:4096").unwrap();
-        assert_eq!(check_geometry(&t, 512, 24, true), Ok(Geometry { block_size: 4096, blocks: 3 }));
+        assert_eq!(
+            check_geometry(&t, 512, 24, true),
+            Ok(Geometry {
+                block_size: 4096,
+                blocks: 3
+            })
+        );
         assert_eq!(check_geometry(&t, 512, 16, true), Err(TableError::TooSmall));
-        assert_eq!(check_geometry(&t, 512, 25, true), Err(TableError::LengthNotMultiple));
-        assert_eq!(check_geometry(&t, 512, 24, false), Err(TableError::ReadOnly));
+        assert_eq!(
+            check_geometry(&t, 512, 25, true),
+            Err(TableError::LengthNotMultiple)
+        );
+        assert_eq!(
+            check_geometry(&t, 512, 24, false),
+            Err(TableError::ReadOnly)
+        );
         let t = p("x 1 block_size:512").unwrap();
-        assert_eq!(check_geometry(&t, 4096, 24, true), Err(TableError::BlockSizeBelowDevice));
+        assert_eq!(
+            check_geometry(&t, 4096, 24, true),
+            Err(TableError::BlockSizeBelowDevice)
+        );
         let t = p("x").unwrap();
-        assert_eq!(check_geometry(&t, 512, 3, true), Ok(Geometry { block_size: 512, blocks: 3 }));
+        assert_eq!(
+            check_geometry(&t, 512, 3, true),
+            Ok(Geometry {
+                block_size: 512,
+                blocks: 3
+            })
+        );
     }
 
     #[test]
     fn messages_are_distinct() {
         use TableError::*;
         let all = [
-            ArgCount, BadOptCount, UnknownOption, DuplicateOption, BadNumber, BadBlockSize,
-            BlockSizeBelowDevice, LengthNotMultiple, TooSmall, ReadOnly, DeviceLookup, UnrestoredLog,
+            ArgCount,
+            BadOptCount,
+            UnknownOption,
+            DuplicateOption,
+            BadNumber,
+            BadBlockSize,
+            BlockSizeBelowDevice,
+            LengthNotMultiple,
+            TooSmall,
+            ReadOnly,
+            DeviceLookup,
+            UnrestoredLog,
         ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {

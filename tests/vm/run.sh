@@ -126,14 +126,14 @@ for s in "${scenarios[@]}"; do
     [ -n "$rc" ] || rc="none (did not finish)"
     printf 'scenario\t%s\t%s\n' "$s" "$r" >> "$results"
     # Each check inside the scenario is reported too.
-    sed -n "/BOW-SCENARIO-START $s\$/,/BOW-SCENARIO-END $s /p" "$console" | tr -d '\r' \
+    tr -d '\r' < "$console" | sed -n "/^BOW-SCENARIO-START $s\$/,/^BOW-SCENARIO-END $s /p" \
         | sed -n 's/^BOW-CHECK \(ok\|FAIL\) \(.*\)/\1\t\2/p' \
         | while IFS=$'\t' read -r verdict what; do
             [ "$verdict" = ok ] && v=pass || v=fail
             printf 'check\t%s: %s\t%s\n' "$s" "$what" "$v"
         done >> "$results"
     echo "$(tr a-z A-Z <<<"$r"): scenario $s (rc=$rc)"
-    sed -n "/BOW-SCENARIO-START $s\$/,/BOW-SCENARIO-END $s /p" "$console" | grep -a "BOW-CHECK FAIL" \
+    tr -d '\r' < "$console" | sed -n "/^BOW-SCENARIO-START $s\$/,/^BOW-SCENARIO-END $s /p" | grep -a "BOW-CHECK FAIL" \
         | sed 's/^/    /' | head -50 || true
 done
 

@@ -1,0 +1,53 @@
+//! A block device or image file as a [`Disk`].
+
+use bow_core::restore::{Disk, IoError, IoOp};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// A device or image opened for restore or inspection.
+pub struct FileDisk {
+    file: File,
+    size: u64,
+}
+
+impl FileDisk {
+    /// Opens `path`, read-only unless `write`.
+    pub fn open(path: &Path, write: bool) -> std::io::Result<Self> {
+        let mut file = OpenOptions::new().read(true).write(write).open(path)?;
+        // Works for block devices and regular files alike.
+        let size = file.seek(SeekFrom::End(0))?;
+        Ok(Self { file, size })
+    }
+}
+
+fn err(op: IoOp, offset: u64, e: &std::io::Error) -> IoError {
+    IoError {
+        op,
+        offset,
+        errno: e.raw_os_error().unwrap_or(0),
+    }
+}
+
+impl Disk for FileDisk {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| err(IoOp::Read, offset, &e))
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
+        self.file
+            .write_all_at(buf, offset)
+            .map_err(|e| err(IoOp::Write, offset, &e))
+    }
+
+    fn sync(&mut self) -> Result<(), IoError> {
+        self.file.sync_all().map_err(|e| err(IoOp::Sync, 0, &e))
+    }
+}
