@@ -249,6 +249,13 @@ impl Bio {
         unsafe { raw::bow_bio_size(self.ptr()) }
     }
 
+    /// The target's tag for this bio (per-bio data), read back in `end_io`.
+    pub(crate) fn set_tag(&mut self, tag: usize) {
+        // SAFETY: the bio is valid and was mapped by a target whose `per_io_data_size` holds one
+        // word (set in `bow_ti_setup`).
+        unsafe { *raw::bow_bio_tag(self.ptr()) = tag as _ };
+    }
+
     /// Whether the bio carries REQ_PREFLUSH.
     #[allow(dead_code)]
     pub(crate) fn is_preflush(&self) -> bool {
@@ -438,6 +445,10 @@ pub(crate) trait Target: Sized + Send + Sync {
     fn device(&self) -> &DmDev;
     /// The block size to advertise.
     fn block_size(&self) -> u32;
+    /// Called when a mapped bio completes, with the tag `map` gave it.
+    fn end_io(&self, tag: usize) {
+        let _ = tag;
+    }
     /// Called when the device resumes (also after the first load).
     fn resume(&self, ti: &TargetRef) {
         let _ = ti;
@@ -713,12 +724,29 @@ unsafe extern "C" fn map_thunk<T: Target>(ti: *mut raw::dm_target, bio: *mut bin
         return raw::DM_MAPIO_KILL as c_int;
     };
     // INVARIANT: device-mapper hands us a live bio that we own until we return or complete it.
-    match t.map(Bio(nn)) {
+    let mut b = Bio(nn);
+    b.set_tag(0);
+    match t.map(b) {
         Mapped::Remapped => raw::DM_MAPIO_REMAPPED as c_int,
         Mapped::Submitted => raw::DM_MAPIO_SUBMITTED as c_int,
         Mapped::Requeue => raw::DM_MAPIO_REQUEUE as c_int,
         Mapped::DelayRequeue => raw::DM_MAPIO_DELAY_REQUEUE as c_int,
     }
+}
+
+unsafe extern "C" fn end_io_thunk<T: Target>(
+    ti: *mut raw::dm_target,
+    bio: *mut bindings::bio,
+    _error: *mut bindings::blk_status_t,
+) -> c_int {
+    // SAFETY: only called on constructed targets.
+    let t = unsafe { private::<T>(ti) };
+    if !bio.is_null() {
+        // SAFETY: the bio went through `map_thunk`, which set its tag word.
+        let tag = unsafe { *raw::bow_bio_tag(bio.cast()) };
+        t.end_io(tag as usize);
+    }
+    raw::DM_ENDIO_DONE as c_int
 }
 
 unsafe extern "C" fn status_thunk<T: Target>(
@@ -818,6 +846,7 @@ impl Registration {
         tt.ctr = Some(ctr_thunk::<T>);
         tt.dtr = Some(dtr_thunk::<T>);
         tt.map = Some(map_thunk::<T>);
+        tt.end_io = Some(end_io_thunk::<T>);
         tt.status = Some(status_thunk::<T>);
         tt.message = Some(message_thunk::<T>);
         tt.iterate_devices = Some(iterate_devices_thunk::<T>);
@@ -862,5 +891,39 @@ pub(crate) fn vec_pop<T>(v: &mut KVec<T>) -> Option<T> {
         let item = core::ptr::read(v.as_ptr().add(n));
         v.set_len(n);
         Some(item)
+    }
+}
+
+/// A count of bios in flight that bio completion (possibly in hard-irq
+/// context) decrements, and that process context can wait to see at zero.
+pub(crate) struct InFlight(core::sync::atomic::AtomicI64);
+
+impl InFlight {
+    /// Zero.
+    pub(crate) const fn new() -> Self {
+        Self(core::sync::atomic::AtomicI64::new(0))
+    }
+
+    fn raw(&self) -> *mut bindings::atomic_long_t {
+        // `AtomicI64` has the size and alignment of `atomic_long_t` (a wrapped s64 on 64-bit).
+        self.0.as_ptr().cast()
+    }
+
+    /// Counts one more bio.
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Counts one bio done; wakes waiters at zero. Safe in any context.
+    pub(crate) fn dec(&self) {
+        // SAFETY: `raw()` points to a live atomic_long_t-compatible word.
+        unsafe { raw::bow_inflight_dec(self.raw().cast()) };
+    }
+
+    /// Sleeps until the count is zero.
+    pub(crate) fn wait_zero(&self) {
+        // SAFETY: as above; wait_var_event rechecks the condition after queueing, so no
+        // wake-up is lost.
+        unsafe { raw::bow_inflight_wait_zero(self.raw().cast()) };
     }
 }

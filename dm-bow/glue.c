@@ -11,6 +11,7 @@
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/sysfs.h>
+#include <linux/wait_bit.h>
 #include <kunit/test.h>
 #include "glue.h"
 
@@ -24,6 +25,12 @@ void bow_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector)
 {
 	bio_set_dev(bio, bdev);
 	bio->bi_iter.bi_sector = sector;
+}
+
+/* Per-bio data: one word the target uses as a tag (see bow_ti_setup). */
+unsigned long *bow_bio_tag(struct bio *bio)
+{
+	return dm_per_bio_data(bio, sizeof(unsigned long));
 }
 
 void bow_bio_endio(struct bio *bio, int errno_value)
@@ -54,6 +61,7 @@ void bow_ti_setup(struct dm_target *ti, unsigned int num_discard_bios,
 		  bool discards_supported)
 {
 	ti->num_flush_bios = 1;
+	ti->per_io_data_size = sizeof(unsigned long);
 	ti->num_discard_bios = num_discard_bios;
 	ti->discards_supported = discards_supported;
 }
@@ -194,6 +202,17 @@ void bow_sysfs_destroy(struct bow_sysfs *s)
 	/* dm_kobject_release completes this once the last sysfs user is gone. */
 	wait_for_completion(&s->holder.completion);
 	kfree(s);
+}
+
+void bow_inflight_dec(atomic_long_t *v)
+{
+	if (atomic_long_dec_and_test(v))
+		wake_up_var(v);
+}
+
+void bow_inflight_wait_zero(atomic_long_t *v)
+{
+	wait_var_event(v, atomic_long_read(v) == 0);
 }
 
 void bow_kunit_fail(struct kunit *test, const char *msg)

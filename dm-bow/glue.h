@@ -24,6 +24,7 @@ sector_t bow_bio_sector(const struct bio *bio);
 unsigned int bow_bio_size(const struct bio *bio);
 void bow_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector);
 void bow_bio_endio(struct bio *bio, int errno_value);
+unsigned long *bow_bio_tag(struct bio *bio);
 
 /* operation codes, as plain numbers */
 extern const unsigned int BOW_OPEN_RW;
@@ -78,6 +79,10 @@ void bow_sysfs_destroy(struct bow_sysfs *s);
 long bow_rs_state_show(const void *owner, char *buf);
 long bow_rs_state_store(const void *owner, const char *buf, size_t len);
 long bow_rs_free_show(const void *owner, char *buf);
+
+/* in-flight counters, decremented from bio completion (any context) */
+void bow_inflight_dec(atomic_long_t *v);
+void bow_inflight_wait_zero(atomic_long_t *v);
 
 /* KUnit */
 void bow_kunit_fail(struct kunit *test, const char *msg);

@@ -19,7 +19,7 @@ use crate::bow_core::rangemap::{self, Kind};
 use crate::bow_core::state::{self as st, Counters, Message, State, StatusIma, StatusInfo};
 use crate::bow_core::table::{self, Geometry, TableError};
 use crate::ffi::{
-    Args, Bio, BioList, CtrError, DmDev, IoClient, IoKind, Mapped, NoIo, Op, StatusBuf, StatusKind, Sysfs, Target,
+    Args, Bio, BioList, CtrError, DmDev, InFlight, IoClient, IoKind, Mapped, NoIo, Op, StatusBuf, StatusKind, Sysfs, Target,
     TargetRef, TargetSetup, WorkQueue,
 };
 use crate::ffi::vec_clear;
@@ -28,7 +28,7 @@ use core::fmt::Write;
 use kernel::error::code;
 use kernel::prelude::*;
 use kernel::sync::lock::{spinlock::SpinLockBackend, Guard};
-use kernel::sync::{new_condvar, new_mutex, new_spinlock, Arc, CondVar, Mutex, SpinLock};
+use kernel::sync::{new_condvar, new_mutex, new_spinlock, Arc, CondVar, CondVarTimeoutResult, Mutex, SpinLock};
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 
 /// Version of the target type, as `dmsetup targets` shows it.
@@ -42,8 +42,14 @@ const COPY_MAX: usize = 64 * 1024;
 const JOBS_MAX: usize = 64;
 /// Log entries that may wait for the log writer at once.
 const PENDING_MAX: usize = WORKERS * JOBS_MAX;
+/// Longest time the log writer waits for copies in progress to join its write.
+const LINGER_MS: u32 = 50;
 /// Free blocks kept back from backups so the log can always chain once more.
 const LOG_RESERVE: u64 = 1;
+/// Tag of bios remapped to the live copy of block 0, counted in `Shared::block0_writes`.
+const TAG_BLOCK0: usize = 1;
+/// Tag of writes remapped in state 0, counted in `Shared::writes0`.
+const TAG_WRITE0: usize = 2;
 
 fn table_error(e: TableError) -> CtrError {
     CtrError::inval(e.message())
@@ -62,6 +68,8 @@ struct LogState {
     spare: Option<KVec<LogEntry>>,
     /// `sector0` for the next log write.
     sector0_next: u64,
+    /// Batches (one per worker phase) ever queued.
+    batches: u64,
     /// Entries ever queued, and how many of those are durable.
     enqueued: u64,
     durable: u64,
@@ -81,10 +89,20 @@ struct Inner {
     free_hint: u64,
     /// Block holding the live copy of block 0 (state 1).
     live0: u64,
+
     /// Bios waiting for a worker.
     queue: BioList,
     /// Bios queued or being handled by workers.
     inflight: usize,
+    /// Workers copying data whose entries are not queued for the log yet.
+    copying: usize,
+    /// Workers whose entries are queued and who wait for the log write. While
+    /// `inflight` exceeds this, more entries are on their way: the log writer
+    /// lingers for them (bounded by `LINGER_MS`), so they share its write.
+    log_waiters: usize,
+    /// Workers waiting for busy blocks to settle: they cannot reach the log
+    /// before it is written, so the log writer does not linger for them.
+    busy_waiters: usize,
     counters: Counters,
     log: Option<LogState>,
     /// The free ranges (start, length in blocks) at the moment of checkpoint.
@@ -110,6 +128,14 @@ pub(crate) struct Shared {
     transition: Mutex<()>,
     #[pin]
     sysfs: Mutex<Option<Sysfs>>,
+    /// Writes remapped to `live0` and not completed: the live copy only
+    /// moves, and commit only copies it, once they are done. Incremented
+    /// under `inner` after checking that `live0` is not busy.
+    block0_writes: InFlight,
+    /// Writes remapped in state 0 and not completed: the checkpoint waits for
+    /// them, so none lands after it. Incremented under `inner` while not
+    /// `changing`.
+    writes0: InFlight,
 }
 
 type InnerGuard<'a> = Guard<'a, Inner, SpinLockBackend>;
@@ -121,6 +147,9 @@ struct Job {
     dst: u64,
     n: u64,
     was: Kind,
+    /// This job moves the live copy of block 0 (alone): its entry has
+    /// checksum 0, as its content keeps changing after the move.
+    live0: bool,
 }
 
 /// A worker's private buffers, allocated once.
@@ -135,6 +164,8 @@ struct Worker {
     #[pin]
     work: Work<Worker>,
     shared: Arc<Shared>,
+    /// Set while `run` executes, so bios go to idle workers first.
+    running: core::sync::atomic::AtomicBool,
     #[pin]
     bufs: Mutex<WorkerBufs>,
 }
@@ -147,6 +178,8 @@ impl WorkItem for Worker {
     type Pointer = Arc<Worker>;
 
     fn run(this: Arc<Worker>) {
+        use core::sync::atomic::Ordering;
+        this.running.store(true, Ordering::SeqCst);
         let _noio = NoIo::enter();
         let s = &this.shared;
         let mut bufs = this.bufs.lock();
@@ -156,6 +189,7 @@ impl WorkItem for Worker {
             s.inner.lock().inflight -= 1;
             s.cond.notify_all();
         }
+        this.running.store(false, Ordering::SeqCst);
     }
 }
 
@@ -282,6 +316,7 @@ impl Shared {
 
     fn checkpoint_locked(&self) -> Result {
         let spb = self.spb;
+        self.writes0.wait_zero();
         let mut free_map = {
             let n = self.inner.lock().map.extents();
             KVec::with_capacity(n, GFP_KERNEL)?
@@ -345,6 +380,7 @@ impl Shared {
             pending,
             spare: Some(spare),
             sector0_next: l * spb,
+            batches: 0,
             enqueued: 0,
             durable: 0,
             writing: false,
@@ -369,6 +405,7 @@ impl Shared {
         }
         let l = g.live0;
         drop(g);
+        self.block0_writes.wait_zero();
         let r = (|| -> Result {
             let mut data = self.block_buf()?;
             self.io.sync(&self.dev, l * self.spb, &mut data, IoKind::Read)?;
@@ -388,7 +425,7 @@ impl Shared {
 
     /// Handles a held bio in a worker: a redirected block-0 bio, or a write
     /// that needs backups first.
-    fn process(&self, bio: Bio, w: &mut WorkerBufs) {
+    fn process(&self, mut bio: Bio, w: &mut WorkerBufs) {
         let sector = bio.sector().saturating_sub(self.begin);
         let nsect = u64::from(bio.size() / 512);
         let first = sector / self.spb;
@@ -399,11 +436,15 @@ impl Shared {
             loop {
                 let l = g.live0;
                 match rangemap::Store::containing(&mut g.map, l) {
-                    Some(e) if e.kind == Kind::Busy => self.cond.wait(&mut g),
+                    Some(e) if e.kind == Kind::Busy => self.wait_busy(&mut g),
                     _ => break,
                 }
             }
             let l = g.live0;
+            if bio.op() == Op::Write {
+                self.block0_writes.inc();
+                bio.set_tag(TAG_BLOCK0);
+            }
             drop(g);
             bio.submit_remapped(&self.dev, l * self.spb + sector % self.spb);
             return;
@@ -438,6 +479,15 @@ impl Shared {
         Ok(())
     }
 
+    /// Waits for busy blocks to settle, telling the log writer not to wait
+    /// for this worker meanwhile.
+    fn wait_busy(&self, g: &mut InnerGuard<'_>) {
+        g.busy_waiters += 1;
+        self.cond.notify_all();
+        self.cond.wait(g);
+        g.busy_waiters -= 1;
+    }
+
     /// Plans copies from `*cursor` on, until `last`, a busy block, or
     /// `JOBS_MAX` jobs. Waits for busy blocks only while holding none.
     fn plan(&self, cursor: &mut u64, last: u64, w: &mut WorkerBufs) -> Result {
@@ -457,7 +507,7 @@ impl Shared {
             };
             let end = e.end.min(last);
             match e.kind {
-                Kind::Busy if w.jobs.is_empty() => self.cond.wait(&mut g),
+                Kind::Busy if w.jobs.is_empty() => self.wait_busy(&mut g),
                 Kind::Busy => return Ok(()),
                 Kind::Changed | Kind::Used => *cursor = end,
                 Kind::Free => {
@@ -465,6 +515,15 @@ impl Shared {
                     *cursor = end;
                 }
                 Kind::Unchanged | Kind::Backup => {
+                    let live0 = g.live0;
+                    let is_live0 = *cursor == live0;
+                    if is_live0 && !w.jobs.is_empty() {
+                        // The live copy moves alone, in a phase of its own.
+                        return Ok(());
+                    }
+                    // Keep the live copy out of other jobs.
+                    let end = if *cursor < live0 && live0 < end { live0 } else { end };
+                    let end = if is_live0 { *cursor + 1 } else { end };
                     let avail = g.free_blocks.saturating_sub(LOG_RESERVE);
                     let want = (end - *cursor).min(max_blocks).min(avail);
                     let hint = g.free_hint;
@@ -478,8 +537,15 @@ impl Shared {
                         g = self.lock_ready()?;
                     }
                     self.assign(&mut g, *cursor, *cursor + n, Kind::Busy)?;
-                    w.jobs.push(Job { src: *cursor, dst, n, was: e.kind }, GFP_NOWAIT)?;
+                    w.jobs.push(Job { src: *cursor, dst, n, was: e.kind, live0: is_live0 }, GFP_NOWAIT)?;
                     *cursor += n;
+                    if is_live0 {
+                        // Busy now, so no new write goes to the live copy; let
+                        // those already sent there finish before copying it.
+                        drop(g);
+                        self.block0_writes.wait_zero();
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -488,28 +554,44 @@ impl Shared {
 
     /// Copies every planned job and waits until its log entry is durable.
     fn copy_and_log(&self, w: &mut WorkerBufs) -> Result {
+        self.inner.lock().copying += 1;
+        let r = self.copy_jobs(w);
+        match r {
+            Ok(new_live0) => {
+                self.commit_log(&w.entries, new_live0.map(|b| b * self.spb))?;
+                if let Some(b) = new_live0 {
+                    self.inner.lock().live0 = b;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.lock().copying -= 1;
+                self.cond.notify_all();
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies every planned job; returns the new place of the live block 0
+    /// if it moved.
+    fn copy_jobs(&self, w: &mut WorkerBufs) -> Result<Option<u64>> {
         let spb = self.spb;
-        let live0 = self.inner.lock().live0;
         let mut new_live0 = None;
         for j in w.jobs.iter() {
             let bytes = (j.n * u64::from(self.bs)) as usize;
             let buf = w.copy.get_mut(..bytes).ok_or(code::EINVAL)?;
             self.io.sync(&self.dev, j.src * spb, buf, IoKind::Read)?;
-            let checksum = entry_checksum(j.src * spb, self.bs, buf);
+            let checksum = if j.live0 { 0 } else { entry_checksum(j.src * spb, self.bs, buf) };
             self.io.sync(&self.dev, j.dst * spb, buf, IoKind::Write)?;
             w.entries.push(
                 LogEntry { source: j.src * spb, dest: j.dst * spb, size: bytes as u32, checksum },
                 GFP_NOWAIT,
             )?;
-            if (j.src..j.src + j.n).contains(&live0) {
-                new_live0 = Some(j.dst + (live0 - j.src));
+            if j.live0 {
+                new_live0 = Some(j.dst);
             }
         }
-        self.commit_log(&w.entries, new_live0.map(|b| b * spb))?;
-        if let Some(b) = new_live0 {
-            self.inner.lock().live0 = b;
-        }
-        Ok(())
+        Ok(new_live0)
     }
 
     /// Marks planned blocks changed (and their copies as backups) once the
@@ -535,12 +617,18 @@ impl Shared {
 
     /// Adds `entries` to the log and returns once a log write containing them
     /// is durable. Whoever finds no write in progress writes everything queued
-    /// so far (group commit); the others wait for it.
+    /// so far (group commit), after waiting briefly for the copies already in
+    /// progress to join; the others wait for it. The caller counted itself in
+    /// `copying`; this uncounts it.
     fn commit_log(&self, entries: &[LogEntry], sector0: Option<u64>) -> Result {
         let mut g = self.inner.lock();
         let mine = loop {
-            let Some(log) = g.log.as_mut() else { return Err(code::EIO) };
+            let Some(log) = g.log.as_mut() else {
+                g.copying -= 1;
+                return Err(code::EIO);
+            };
             if log.failed {
+                g.copying -= 1;
                 return Err(code::EIO);
             }
             if log.pending.len() + entries.len() <= log.pending.capacity() {
@@ -551,10 +639,26 @@ impl Shared {
                     log.sector0_next = s0;
                 }
                 log.enqueued += entries.len() as u64;
-                break log.enqueued;
+                log.batches += 1;
+                let mine = log.enqueued;
+                g.copying -= 1;
+                g.log_waiters += 1;
+                self.cond.notify_all();
+                break mine;
             }
             self.cond.wait(&mut g);
         };
+        let r = self.await_log(g, mine);
+        let mut g = self.inner.lock();
+        g.log_waiters -= 1;
+        drop(g);
+        self.cond.notify_all();
+        r
+    }
+
+    /// Waits until entry number `mine` is durable, writing the log when no
+    /// one else is.
+    fn await_log<'a>(&'a self, mut g: InnerGuard<'a>, mine: u64) -> Result {
         loop {
             let Some(log) = g.log.as_mut() else { return Err(code::EIO) };
             if log.failed {
@@ -567,8 +671,23 @@ impl Shared {
                 self.cond.wait(&mut g);
                 continue;
             }
-            // Become the writer.
+            // Become the writer; first let the copies in progress join.
             log.writing = true;
+            // The wait restarts whenever another batch arrives, and ends as
+            // soon as every held bio has reached the log, or when none
+            // arrived for LINGER_MS.
+            let linger = kernel::time::msecs_to_jiffies(LINGER_MS);
+            let mut left = linger;
+            let batches = |g: &InnerGuard<'_>| g.log.as_ref().map_or(0, |l| l.batches);
+            while g.inflight > g.log_waiters + g.busy_waiters && left > 0 {
+                let before = batches(&g);
+                match self.cond.wait_interruptible_timeout(&mut g, left) {
+                    CondVarTimeoutResult::Woken { .. } if batches(&g) > before => left = linger,
+                    CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
+                    _ => break,
+                }
+            }
+            let Some(log) = g.log.as_mut() else { return Err(code::EIO) };
             let (Some(mut block), Some(mut batch)) = (log.block.take(), log.spare.take()) else {
                 log.failed = true;
                 return Err(code::EIO);
@@ -631,14 +750,21 @@ impl Shared {
 }
 
 impl Bow {
-    /// Hands a held bio to a worker.
+    /// Hands a held bio to a worker: an idle one if there is one, so first
+    /// overwrites of different blocks proceed concurrently.
     fn kick(&self) {
+        use core::sync::atomic::Ordering;
+        for w in self.workers.iter() {
+            if !w.running.load(Ordering::SeqCst) && self.wq.queue().enqueue(w.clone()).is_ok() {
+                return;
+            }
+        }
         for w in self.workers.iter() {
             if self.wq.queue().enqueue(w.clone()).is_ok() {
                 return;
             }
         }
-        // Every worker is already queued and will find the bio.
+        // Every worker is queued already and will find the bio.
     }
 
     /// Holds `bio` for a worker. Called with the lock held.
@@ -666,7 +792,7 @@ impl Bow {
         g.map.ready().then_some(g)
     }
 
-    fn map_trim(&self, bio: Bio, op: Op, sector: u64, nsect: u64) -> Mapped {
+    fn map_trim(&self, mut bio: Bio, op: Op, sector: u64, nsect: u64) -> Mapped {
         let s = &*self.shared;
         let Some(mut g) = self.lock_atomic() else { return bio.requeue() };
         if g.changing {
@@ -692,6 +818,10 @@ impl Bow {
                 if has_free && s.assign(&mut g, start, end, Kind::Used).is_err() {
                     drop(g);
                     return bio.requeue();
+                }
+                if op != Op::Read {
+                    s.writes0.inc();
+                    bio.set_tag(TAG_WRITE0);
                 }
                 drop(g);
                 bio.remap(&s.dev, sector)
@@ -721,6 +851,10 @@ impl Bow {
             let busy = matches!(rangemap::Store::containing(&mut g.map, l), Some(e) if e.kind == Kind::Busy);
             if busy {
                 return self.hold(g, bio);
+            }
+            if op == Op::Write {
+                s.block0_writes.inc();
+                bio.set_tag(TAG_BLOCK0);
             }
             drop(g);
             return bio.remap(&s.dev, l * s.spb + sector);
@@ -822,8 +956,12 @@ impl Target for Bow {
                     free_blocks: 0,
                     free_hint: 0,
                     live0: 0,
+
                     queue: BioList::new(),
                     inflight: 0,
+                    copying: 0,
+                    log_waiters: 0,
+                    busy_waiters: 0,
                     counters: Counters::default(),
                     log: None,
                     free_at_checkpoint: None,
@@ -831,6 +969,8 @@ impl Target for Bow {
                 cond <- new_condvar!("bow::cond"),
                 transition <- new_mutex!((), "bow::transition"),
                 sysfs <- new_mutex!(None, "bow::sysfs"),
+                block0_writes: InFlight::new(),
+                writes0: InFlight::new(),
             }),
             GFP_KERNEL,
         )
@@ -849,6 +989,7 @@ impl Target for Bow {
                 pin_init!(Worker {
                     work <- new_work!("bow::Worker::work"),
                     shared: shared_ref,
+                    running: core::sync::atomic::AtomicBool::new(false),
                     bufs <- new_mutex!(bufs, "bow::Worker::bufs"),
                 }),
                 GFP_KERNEL,
@@ -940,6 +1081,15 @@ impl Target for Bow {
 
     fn block_size(&self) -> u32 {
         self.geometry.block_size
+    }
+
+    /// May run in hard-irq context: touches only atomics.
+    fn end_io(&self, tag: usize) {
+        match tag {
+            TAG_BLOCK0 => self.shared.block0_writes.dec(),
+            TAG_WRITE0 => self.shared.writes0.dec(),
+            _ => {}
+        }
     }
 
     fn resume(&self, ti: &TargetRef) {

@@ -18,7 +18,23 @@ impl FileDisk {
         let mut file = OpenOptions::new().read(true).write(write).open(path)?;
         // Works for block devices and regular files alike.
         let size = file.seek(SeekFrom::End(0))?;
+        drop_cache(&file);
         Ok(Self { file, size })
+    }
+}
+
+/// Forgets cached pages of the device, which may be stale: the bow target
+/// writes to the device below the page cache of its block device node.
+fn drop_cache(file: &File) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // BLKFLSBUF: write back and invalidate the block device's buffer cache.
+    const BLKFLSBUF: libc::c_ulong = 0x1261;
+    // SAFETY: `fd` is an open descriptor; both calls only take integers. Failure (e.g. on a
+    // regular file, where BLKFLSBUF does not apply) is harmless.
+    unsafe {
+        libc::ioctl(fd, BLKFLSBUF as _);
+        libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_DONTNEED);
     }
 }
 

@@ -12,7 +12,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../../ci/lib.sh"
 
-build=1 disk_mib=256 ndisks=2 keep=0
+build=1 disk_mib=512 ndisks=2 keep=0
 scenarios=()
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -42,7 +42,7 @@ expect_fail "writing 1 again is refused" sh -c "echo 1 > $S/state"
 expect_fail "writing 0 is refused" sh -c "echo 0 > $S/state"
 expect_fail "writing garbage is refused" sh -c "echo x > $S/state"
 eq "refused writes changed nothing" 1 "$(cat $S/state)"
-magic=$(dd if=$DISK bs=4 count=1 iflag=direct 2>/dev/null | od -An -tx1 | tr -d ' ')
+magic=$(magic_of $DISK)
 eq "block 0 on disk holds the BOW log" 424f5700 "$magic"
 
 check "remount read-write" mount -o remount,rw /mnt/a

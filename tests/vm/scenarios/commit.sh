@@ -1,0 +1,61 @@
+# timeout: 400
+# Commit on ext4: checkpoint, change files, commit (by message); block 0 is
+# back in place on disk, the device below reads the same as through bow,
+# writes and discards pass straight through (write amplification 1.000), the
+# filesystem checks clean on the raw disk with the new files. Also: a reload
+# in state 1 is refused and leaves the checkpoint intact.
+. /tests/lib.sh
+DISK=/dev/vda
+MIB=64 LEN=$(( 64 * 2048 ))
+insmod /lib/modules/dm-bow.ko || { fail insmod; finish; }
+check "create" dmsetup create cm --table "0 $LEN bow $DISK 1 block_size:4096"
+D=$(dm_dev cm) DN=dm-$(dm_minor cm) S=$(bow_sysfs cm)
+mkfs.ext4 -q -F -b 4096 $D
+check "mount" mount $D /mnt/a
+populate /mnt/a 20
+sync
+fstrim /mnt/a
+check "checkpoint" dmsetup message cm 0 checkpoint
+eq "state 1" 1 "$(cat $S/state)"
+
+expect_fail "reload in state 1 is refused" dmsetup reload cm --table "0 $LEN bow $DISK 1 block_size:4096"
+dmsetup resume cm
+eq "still state 1 after the refused reload" 1 "$(cat $S/state)"
+
+for i in 1 2 3 4 5; do dd if=/dev/urandom of=/mnt/a/f$i bs=4096 count=4 conv=notrunc 2>/dev/null; done
+dd if=/dev/urandom of=/mnt/a/v2 bs=64k count=16 2>/dev/null
+sync
+(cd /mnt/a && find . -type f | sort | xargs md5sum) > /tmp/v2.md5
+check "commit by message" dmsetup message cm 0 commit
+eq "state 2" 2 "$(cat $S/state)"
+eq "status says committed" committed "$(status_field cm state)"
+expect_fail "commit again is refused" dmsetup message cm 0 commit
+expect_fail "checkpoint after commit is refused" sh -c "echo 1 > $S/state"
+magic=$(magic_of $DISK)
+check "block 0 on disk is no longer a log ($magic)" [ "$magic" != 424f5700 ]
+sync
+eq "device below reads the same as through bow" \
+    "$(dd if=$D bs=1M count=$MIB iflag=direct 2>/dev/null | md5sum)" \
+    "$(dd if=$DISK bs=1M count=$MIB iflag=direct 2>/dev/null | md5sum)"
+
+wa_begin vda $DN
+for i in $(seq 0 49); do
+    dd if=/dev/urandom of=/mnt/a/w bs=4096 seek=$i count=1 oflag=direct conv=notrunc 2>/dev/null
+done
+wa_end
+eq "committed: write amplification 1.000" "1.000" "$WA_FRAC"
+echo "WA committed $WA_FRAC"
+check "umount" umount /mnt/a
+dd if=/dev/urandom of=$D bs=4096 seek=16000 count=4 oflag=direct conv=notrunc 2>/dev/null
+check "discard passes down after commit" blkdiscard -o $((16000 * 4096)) -l 16384 $D
+eq "discarded blocks read as zeroes below" \
+    "$(dd if=/dev/zero bs=4096 count=4 2>/dev/null | md5sum)" \
+    "$(dd if=$DISK bs=4096 skip=16000 count=4 iflag=direct 2>/dev/null | md5sum)"
+check "remove" dmsetup remove cm
+check "bowctl: nothing to restore" sh -c "bowctl restore $DISK | grep -q 'nothing to restore'"
+check "fsck clean on the raw disk" e2fsck -fn $DISK
+check "mount raw disk" mount -o ro $DISK /mnt/a
+check "files are the new version" sh -c "cd /mnt/a && md5sum -c -s /tmp/v2.md5"
+umount /mnt/a
+rmmod dm_bow
+finish
