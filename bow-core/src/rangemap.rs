@@ -187,7 +187,7 @@ pub const fn at_checkpoint(k: Kind) -> Kind {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "model"))]
 pub mod model {
     //! A `BTreeMap` store and a block-by-block model, for the tests.
     extern crate std;

@@ -294,11 +294,18 @@ pub fn validate<D: Disk>(d: &mut D) -> Result<Option<Log>, Error> {
     let dev_sectors = size / u64::from(SECTOR_SIZE);
     let epb = entries_per_block(bs);
 
+    // One pass in replay order (newest block first, last entry first), so
+    // every read -- entry data and the previous log block alike -- sees the
+    // device "as if" the newer entries had been replayed: saved log blocks
+    // and backups may have been moved since they were written.
+    let mut overlay = Overlay::default();
+    let bsz = bs as usize;
+    let mut buf = vec![0u8; bsz];
     let mut blocks = Vec::new();
     let mut raw = read_log_block(d, 0, bs)?;
     let mut expect = None;
     loop {
-        let b = decode_block(&raw, bs, expect)?;
+        let mut b = decode_block(&raw, bs, expect)?;
         let seq = b.header.sequence;
         if b.header.count > epb {
             return Err(corrupt(
@@ -329,40 +336,23 @@ pub fn validate<D: Disk>(d: &mut D) -> Result<Option<Log>, Error> {
             if l.source != 0 || l.size != bs {
                 return Err(corrupt(seq, Some(0), Corruption::BadLink));
             }
-            Some(l.dest)
+            Some(l.dest / spb)
         } else {
             None
         };
-        blocks.push(b);
-        match link {
-            Some(dest) => {
-                raw = read_log_block(d, dest * u64::from(SECTOR_SIZE), bs)?;
-                // Sequences strictly decrease, so the walk ends: no loops.
-                expect = Some(seq - 1);
-            }
-            None => break,
-        }
-    }
-    let mut log = Log {
-        block_size: bs,
-        blocks,
-    };
-
-    // Checksums, in replay order, as if the newer entries were already replayed.
-    let mut overlay = Overlay::default();
-    let bsz = bs as usize;
-    let mut buf = vec![0u8; bsz];
-    for bi in 0..log.blocks.len() {
-        let seq = log.blocks[bi].header.sequence;
-        for ei in (0..log.blocks[bi].entries.len()).rev() {
-            let e = log.blocks[bi].entries[ei];
+        // Where the previous log block is once the newer entries are replayed.
+        let mut prev_at = None;
+        for ei in (0..b.entries.len()).rev() {
+            let e = b.entries[ei];
             let n = u64::from(e.size / bs);
             let (src_b, dst_b) = (e.source / spb, e.dest / spb);
+            if ei == 0 {
+                prev_at = link.map(|l| overlay.resolve(l));
+            }
             if e.checksum != 0 {
-                let mut crc = (e.source / spb) as u32;
+                let mut crc = src_b as u32;
                 for k in 0..n {
-                    let at = overlay.resolve(dst_b + k) * u64::from(bs);
-                    d.read_at(at, &mut buf)?;
+                    d.read_at(overlay.resolve(dst_b + k) * u64::from(bs), &mut buf)?;
                     crc = crate::crc::crc32(crc, &buf);
                 }
                 if crc != e.checksum {
@@ -375,12 +365,24 @@ pub fn validate<D: Disk>(d: &mut D) -> Result<Option<Log>, Error> {
                         },
                     ));
                 }
-                log.blocks[bi].checked[ei] = true;
+                b.checked[ei] = true;
             }
             overlay.apply(src_b, dst_b, n);
         }
+        blocks.push(b);
+        match prev_at {
+            Some(at) => {
+                raw = read_log_block(d, at * u64::from(bs), bs)?;
+                // Sequences strictly decrease, so the walk ends: no loops.
+                expect = Some(seq - 1);
+            }
+            None => break,
+        }
     }
-    Ok(Some(log))
+    Ok(Some(Log {
+        block_size: bs,
+        blocks,
+    }))
 }
 
 /// Progress of a restore, for a progress bar.
