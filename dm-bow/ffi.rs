@@ -113,16 +113,31 @@ impl DmDev {
         unsafe { raw::bow_bdev_logical_block_size(self.bdev().cast()) }
     }
 
-    /// The device's size in sectors.
-    pub(crate) fn nr_sectors(&self) -> u64 {
-        // SAFETY: as above.
-        unsafe { raw::bow_bdev_nr_sectors(self.bdev().cast()) }
-    }
-
     /// Whether the device itself is read-only.
     pub(crate) fn read_only(&self) -> bool {
         // SAFETY: as above.
         unsafe { raw::bow_bdev_read_only(self.bdev().cast()) }
+    }
+
+    /// Records that a checkpoint is live on this device (see [`DmDev::is_live`]).
+    pub(crate) fn set_live(&self, live: bool) -> Result {
+        if live {
+            // SAFETY: `bdev()` is the live block device of an open `dm_dev`.
+            let r = unsafe { raw::bow_live_add(self.bdev().cast()) };
+            if r != 0 {
+                return Err(Error::from_errno(r));
+            }
+        } else {
+            // SAFETY: as above.
+            unsafe { raw::bow_live_del(self.bdev().cast()) };
+        }
+        Ok(())
+    }
+
+    /// Whether another bow target holds a live checkpoint on this device.
+    pub(crate) fn is_live(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { raw::bow_live_has(self.bdev().cast()) }
     }
 
     /// Whether the device accepts discards.
@@ -317,7 +332,6 @@ impl Bio {
 pub(crate) struct BioList {
     head: *mut bindings::bio,
     tail: *mut bindings::bio,
-    len: usize,
 }
 
 // SAFETY: the list owns its bios, which may be handled from any thread.
@@ -326,12 +340,7 @@ unsafe impl Send for BioList {}
 impl BioList {
     /// An empty list.
     pub(crate) const fn new() -> Self {
-        Self { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), len: 0 }
-    }
-
-    /// Number of bios held.
-    pub(crate) fn len(&self) -> usize {
-        self.len
+        Self { head: core::ptr::null_mut(), tail: core::ptr::null_mut() }
     }
 
     fn push(&mut self, bio: Bio) {
@@ -345,7 +354,6 @@ impl BioList {
             unsafe { raw::bow_bio_set_next(self.tail.cast(), p.cast()) };
         }
         self.tail = p;
-        self.len += 1;
     }
 
     /// Takes the oldest bio.
@@ -357,7 +365,6 @@ impl BioList {
         if self.head.is_null() {
             self.tail = core::ptr::null_mut();
         }
-        self.len -= 1;
         // SAFETY: unlinked from the list, so clearing `bi_next` is ours to do.
         unsafe { raw::bow_bio_set_next(p.as_ptr().cast(), core::ptr::null_mut()) };
         // INVARIANT: the bio was owned by the list and is now owned by the returned `Bio`.

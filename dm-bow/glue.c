@@ -50,7 +50,6 @@ unsigned int bow_bdev_logical_block_size(struct block_device *bdev)
 {
 	return bdev_logical_block_size(bdev);
 }
-sector_t bow_bdev_nr_sectors(struct block_device *bdev) { return bdev_nr_sectors(bdev); }
 bool bow_bdev_read_only(struct block_device *bdev) { return bdev_read_only(bdev); }
 bool bow_bdev_discard_supported(struct block_device *bdev)
 {
@@ -213,6 +212,52 @@ void bow_inflight_dec(atomic_long_t *v)
 void bow_inflight_wait_zero(atomic_long_t *v)
 {
 	wait_var_event(v, atomic_long_read(v) == 0);
+}
+
+#define BOW_LIVE_MAX 64
+static DEFINE_SPINLOCK(bow_live_lock);
+static dev_t bow_live[BOW_LIVE_MAX];
+
+int bow_live_add(struct block_device *bdev)
+{
+	int i, r = -ENOSPC;
+
+	spin_lock(&bow_live_lock);
+	for (i = 0; i < BOW_LIVE_MAX; i++) {
+		if (!bow_live[i]) {
+			bow_live[i] = bdev->bd_dev;
+			r = 0;
+			break;
+		}
+	}
+	spin_unlock(&bow_live_lock);
+	return r;
+}
+
+void bow_live_del(struct block_device *bdev)
+{
+	int i;
+
+	spin_lock(&bow_live_lock);
+	for (i = 0; i < BOW_LIVE_MAX; i++) {
+		if (bow_live[i] == bdev->bd_dev) {
+			bow_live[i] = 0;
+			break;
+		}
+	}
+	spin_unlock(&bow_live_lock);
+}
+
+bool bow_live_has(struct block_device *bdev)
+{
+	bool found = false;
+	int i;
+
+	spin_lock(&bow_live_lock);
+	for (i = 0; i < BOW_LIVE_MAX; i++)
+		found |= bow_live[i] == bdev->bd_dev;
+	spin_unlock(&bow_live_lock);
+	return found;
 }
 
 void bow_kunit_fail(struct kunit *test, const char *msg)

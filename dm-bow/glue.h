@@ -36,7 +36,6 @@ extern const unsigned int BOW_OP_WRITE_ZEROES;
 
 /* block devices */
 unsigned int bow_bdev_logical_block_size(struct block_device *bdev);
-sector_t bow_bdev_nr_sectors(struct block_device *bdev);
 bool bow_bdev_read_only(struct block_device *bdev);
 bool bow_bdev_discard_supported(struct block_device *bdev);
 
@@ -83,6 +82,15 @@ long bow_rs_free_show(const void *owner, char *buf);
 /* in-flight counters, decremented from bio completion (any context) */
 void bow_inflight_dec(atomic_long_t *v);
 void bow_inflight_wait_zero(atomic_long_t *v);
+
+/*
+ * Devices with a live bow target in checkpoint state, so a table reload (a
+ * second constructor on the same device) can be refused instead of losing
+ * the checkpoint. A small set under a spinlock.
+ */
+int bow_live_add(struct block_device *bdev);
+void bow_live_del(struct block_device *bdev);
+bool bow_live_has(struct block_device *bdev);
 
 /* KUnit */
 void bow_kunit_fail(struct kunit *test, const char *msg);

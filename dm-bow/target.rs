@@ -107,6 +107,8 @@ struct Inner {
     log: Option<LogState>,
     /// The free ranges (start, length in blocks) at the moment of checkpoint.
     free_at_checkpoint: Option<KVec<(u64, u64)>>,
+    /// This target is in the registry of live checkpoints.
+    live_registered: bool,
 }
 
 /// Everything the target's hooks, workers and sysfs files share.
@@ -209,6 +211,9 @@ impl Drop for Bow {
     fn drop(&mut self) {
         let sysfs = self.shared.sysfs.lock().take();
         drop(sysfs);
+        if core::mem::take(&mut self.shared.inner.lock().live_registered) {
+            let _ = self.shared.dev.set_live(false);
+        }
     }
 }
 
@@ -389,6 +394,7 @@ impl Shared {
         g.live0 = l;
         g.free_at_checkpoint = Some(free_map);
         g.state = State::Checkpoint;
+        g.live_registered = self.dev.set_live(true).is_ok();
         g.changing = false;
         let free = g.free_blocks;
         drop(g);
@@ -418,6 +424,9 @@ impl Shared {
             return Err(e);
         }
         g.state = State::Committed;
+        if core::mem::take(&mut g.live_registered) {
+            self.dev.set_live(false)?;
+        }
         drop(g);
         pr_info!("bow: committed\n");
         Ok(())
@@ -910,6 +919,12 @@ impl Target for Bow {
         let geometry =
             table::check_geometry(&parsed, dev.logical_block_size(), ti.len(), writable).map_err(table_error)?;
         let nomem = CtrError { errno: code::ENOMEM, msg: c"Cannot allocate memory" };
+        if dev.is_live() {
+            return Err(CtrError {
+                errno: code::EBUSY,
+                msg: c"Device has a live bow target in checkpoint state: a new table would lose the checkpoint; commit or remove it first",
+            });
+        }
         let ioerr = |errno| CtrError { errno, msg: c"Cannot read block 0 of the device" };
         let io = IoClient::new().map_err(|_| nomem)?;
 
@@ -965,6 +980,7 @@ impl Target for Bow {
                     counters: Counters::default(),
                     log: None,
                     free_at_checkpoint: None,
+                    live_registered: false,
                 }, "bow::inner"),
                 cond <- new_condvar!("bow::cond"),
                 transition <- new_mutex!((), "bow::transition"),
@@ -1013,6 +1029,8 @@ impl Target for Bow {
         match state {
             State::Trim => self.map_trim(bio, op, sector, nsect),
             State::Checkpoint => self.map_checkpoint(bio, op, sector, nsect),
+            // A bare remap; discards go down when the device takes them.
+            State::Committed if op == Op::Discard && !s.dev.discard_supported() => bio.endio(None),
             State::Committed => bio.remap(&s.dev, sector),
         }
     }

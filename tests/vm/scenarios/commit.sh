@@ -18,8 +18,16 @@ fstrim /mnt/a
 check "checkpoint" dmsetup message cm 0 checkpoint
 eq "state 1" 1 "$(cat $S/state)"
 
+dmesg -c > /dev/null
 expect_fail "reload in state 1 is refused" dmsetup reload cm --table "0 $LEN bow $DISK 1 block_size:4096"
+check "with a message naming the live checkpoint" sh -c "dmesg | grep -q 'live bow target in checkpoint state'"
 dmsetup resume cm
+dd if=/dev/urandom of=/mnt/a/bg bs=64k count=64 oflag=direct 2>/dev/null &
+sleep 1
+check "suspend in state 1 during writes (drains in-flight work)" dmsetup suspend cm
+check "resume" dmsetup resume cm
+wait
+check "the writes completed" [ "$(stat -c %s /mnt/a/bg)" = $((64 * 65536)) ]
 eq "still state 1 after the refused reload" 1 "$(cat $S/state)"
 
 for i in 1 2 3 4 5; do dd if=/dev/urandom of=/mnt/a/f$i bs=4096 count=4 conv=notrunc 2>/dev/null; done
@@ -57,5 +65,25 @@ check "fsck clean on the raw disk" e2fsck -fn $DISK
 check "mount raw disk" mount -o ro $DISK /mnt/a
 check "files are the new version" sh -c "cd /mnt/a && md5sum -c -s /tmp/v2.md5"
 umount /mnt/a
+
+# Committed cost against dm-linear, same disk, same VM run: a ratio of times.
+B=/dev/vdb
+check "second bow device" dmsetup create cm2 --table "0 $LEN bow $B 1 block_size:4096"
+blkdiscard -o $((32 * 1024 * 1024)) -l $((32 * 1024 * 1024)) $(dm_dev cm2)
+dmsetup message cm2 0 checkpoint && dmsetup message cm2 0 commit
+eq "second device committed" committed "$(status_field cm2 state)"
+check "dm-linear baseline" dmsetup create lin --table "0 $LEN linear $B $LEN"
+# runtime_ms <dev>: fio's write runtime (terse field 50) for 512 random 4 KiB writes.
+runtime_ms() {
+    fio --minimal --name=t --filename=$1 --rw=randwrite --bs=4k --direct=1 --ioengine=psync \
+        --size=$((16 * 1024 * 1024)) --io_size=$((2 * 1024 * 1024)) --randrepeat=1 2>/dev/null | cut -d';' -f50
+}
+b1=$(runtime_ms $(dm_dev cm2)); l1=$(runtime_ms $(dm_dev lin)); b2=$(runtime_ms $(dm_dev cm2)); l2=$(runtime_ms $(dm_dev lin))
+ratio=$(awk -v b1=$b1 -v b2=$b2 -v l1=$l1 -v l2=$l2 'BEGIN { printf "%.2f", (b1 + b2) / (l1 + l2) }')
+echo "committed bow runtime ms $b1 $b2, dm-linear $l1 $l2: time ratio bow/linear $ratio"
+check "committed bow costs no more than dm-linear (time ratio $ratio <= 1.25)" \
+    awk -v r=$ratio 'BEGIN { exit !(r <= 1.25) }'
+dmsetup remove cm2
+dmsetup remove lin
 rmmod dm_bow
 finish

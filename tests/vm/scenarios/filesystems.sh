@@ -1,4 +1,4 @@
-# timeout: 720
+# timeout: 1200
 # The checkpoint round trip (see roundtrip in lib.sh) on ext4 with 4 KiB and
 # 1 KiB blocks, xfs and vfat, with and without block_size:4096.
 . /tests/lib.sh
