@@ -116,7 +116,7 @@ roundtrip() {
     dmsetup message rt 0 free_map > /tmp/rt.free
     if [ $frozen = 1 ]; then fsfreeze --unfreeze /mnt/a; else mount -o remount,rw /mnt/a; fi
     for i in 1 2 3 4 5 6 7 8; do
-        rnd 2 | dd of=/mnt/a/f$i bs=1024 count=5 seek=1 conv=notrunc 2>/dev/null
+        rnd 2 | dd of=/mnt/a/f$i bs=1024 count=5 seek=1 iflag=fullblock conv=notrunc 2>/dev/null
     done
     rnd 3 >> /mnt/a/f9
     rm -f /mnt/a/f10 /mnt/a/f11

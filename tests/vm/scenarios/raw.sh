@@ -33,19 +33,21 @@ dmsetup message raw 0 free_map > /tmp/free
 eq "free map at checkpoint" "6144+2048 " "$(cat /tmp/free)"
 
 # --- write amplification ---------------------------------------------------
+# spread_writes: 100 single-block direct writes, 37 blocks apart, at QD1.
+spread_writes() {
+    for i in $(seq 0 99); do
+        rnd 1 | dd of=$D bs=4096 seek=$(( 10 + i * 37 )) count=1 iflag=fullblock oflag=direct conv=notrunc 2>/dev/null
+    done
+}
 wa_begin vda $DN
-for i in $(seq 0 99); do
-    dd if=/dev/urandom of=$D bs=4096 seek=$(( 10 + i * 37 )) count=1 oflag=direct conv=notrunc 2>/dev/null
-done
+spread_writes
 wa_end
 eq "QD1 first overwrites: write amplification exactly 3.000" "3.000" "$WA_FRAC"
 eq "QD1 first overwrites: one extra read per backed-up block" $(( 100 * 8 )) "$RD_BELOW"
 echo "WA first-overwrite QD1 $WA_FRAC"
 
 wa_begin vda $DN
-for i in $(seq 0 99); do
-    dd if=/dev/urandom of=$D bs=4096 seek=$(( 10 + i * 37 )) count=1 oflag=direct conv=notrunc 2>/dev/null
-done
+spread_writes
 wa_end
 eq "rewrites: write amplification 1.000" "1.000" "$WA_FRAC"
 echo "WA rewrite $WA_FRAC"
