@@ -106,6 +106,20 @@ check "status counts it (enospc=$(status_field raw enospc))" [ "$(status_field r
 dmsetup status raw
 
 check "remove in state 1" dmsetup remove raw
+
+# The on-disk log, decoded with the shared code, against what was written:
+# every QD1 first overwrite has an entry with that source, one block long.
+bowctl inspect --json $DISK > /tmp/log.json
+missing=0
+for i in $(seq 0 99); do
+    src=$(( (10 + i * 37) * 8 ))
+    grep -A2 "\"source\": $src," /tmp/log.json | grep -q '"size": 4096' || missing=$((missing + 1))
+done
+eq "every QD1 first overwrite is logged with its source and size" 0 "$missing"
+eq "entry 0 of sequence 0 backs up block 0" 1 \
+    "$(tr -d ' \n' < /tmp/log.json | grep -c '"sequence":0,"index":0,"source":0,')"
+eq "only checksum-0 entries (moves of the live block 0) are unverified" "" \
+    "$(grep -B1 '"checksum_verified": false' /tmp/log.json | grep '"checksum":' | grep -v '"checksum": 0,')"
 bowctl inspect $DISK | tail -1
 check "log valid after ENOSPC" sh -c "bowctl inspect $DISK >/dev/null"
 check "restore" sh -c "bowctl restore $DISK >/dev/null"
