@@ -134,6 +134,9 @@ pub(crate) struct Shared {
     /// moves, and commit only copies it, once they are done. Incremented
     /// under `inner` after checking that `live0` is not busy.
     block0_writes: InFlight,
+    /// `inner.state`, readable without the lock: the committed state maps
+    /// bios without taking any lock. Written under `inner` after each change.
+    state_now: core::sync::atomic::AtomicU8,
     /// Writes remapped in state 0 and not completed: the checkpoint waits for
     /// them, so none lands after it. Incremented under `inner` while not
     /// `changing`.
@@ -226,6 +229,10 @@ impl Shared {
     /// Recorded free space not used by backups, in bytes.
     pub(crate) fn free_bytes(&self) -> u64 {
         self.inner.lock().free_blocks * u64::from(self.bs)
+    }
+
+    fn publish_state(&self, s: State) {
+        self.state_now.store(s as u8, core::sync::atomic::Ordering::Release);
     }
 
     /// A write to the sysfs `state` file.
@@ -394,6 +401,7 @@ impl Shared {
         g.live0 = l;
         g.free_at_checkpoint = Some(free_map);
         g.state = State::Checkpoint;
+        self.publish_state(State::Checkpoint);
         g.live_registered = self.dev.set_live(true).is_ok();
         g.changing = false;
         let free = g.free_blocks;
@@ -424,6 +432,7 @@ impl Shared {
             return Err(e);
         }
         g.state = State::Committed;
+        self.publish_state(State::Committed);
         if core::mem::take(&mut g.live_registered) {
             self.dev.set_live(false)?;
         }
@@ -807,6 +816,10 @@ impl Bow {
         if g.changing {
             return bio.delay_requeue();
         }
+        if g.state != State::Trim {
+            // The state moved on since `map` looked: map it again.
+            return bio.requeue();
+        }
         match op {
             Op::Discard => {
                 // Only whole blocks become free.
@@ -856,6 +869,9 @@ impl Bow {
             if op == Op::Write && g.changing {
                 return bio.delay_requeue();
             }
+            if g.state != State::Checkpoint {
+                return bio.requeue();
+            }
             let l = g.live0;
             let busy = matches!(rangemap::Store::containing(&mut g.map, l), Some(e) if e.kind == Kind::Busy);
             if busy {
@@ -874,6 +890,9 @@ impl Bow {
         let Some(mut g) = self.lock_atomic() else { return bio.requeue() };
         if g.changing {
             return bio.delay_requeue();
+        }
+        if g.state != State::Checkpoint {
+            return bio.requeue();
         }
         let start = first;
         let end = (sector + nsect).div_ceil(s.spb);
@@ -986,6 +1005,7 @@ impl Target for Bow {
                 transition <- new_mutex!((), "bow::transition"),
                 sysfs <- new_mutex!(None, "bow::sysfs"),
                 block0_writes: InFlight::new(),
+                state_now: core::sync::atomic::AtomicU8::new(State::Trim as u8),
                 writes0: InFlight::new(),
             }),
             GFP_KERNEL,
@@ -1025,7 +1045,11 @@ impl Target for Bow {
         if op == Op::Flush || op == Op::Other || nsect == 0 {
             return bio.remap(&s.dev, sector);
         }
-        let state = s.inner.lock().state;
+        let state = match s.state_now.load(core::sync::atomic::Ordering::Acquire) {
+            0 => State::Trim,
+            1 => State::Checkpoint,
+            _ => State::Committed,
+        };
         match state {
             State::Trim => self.map_trim(bio, op, sector, nsect),
             State::Checkpoint => self.map_checkpoint(bio, op, sector, nsect),
