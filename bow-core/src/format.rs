@@ -54,19 +54,29 @@ pub enum FormatError {
     BadHeaderSize(u16),
     /// The block size is not a power of two from 512 to 4096.
     BadBlockSize(u32),
-    /// More entries than fit in one block.
-    BadCount(u32),
+    /// No entries, or more than fit in one block (`max`).
+    BadCount { found: u32, max: u32 },
 }
 
 impl core::fmt::Display for FormatError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match *self {
             Self::Truncated => f.write_str("buffer too short for a log block"),
-            Self::BadMagic(m) => write!(f, "bad magic {m:#010x}"),
-            Self::BadVersion(v) => write!(f, "bad header_version {v:#06x}, expected 0x0100"),
-            Self::BadHeaderSize(s) => write!(f, "bad header_size {s}, expected 28"),
-            Self::BadBlockSize(b) => write!(f, "bad block_size {b}"),
-            Self::BadCount(c) => write!(f, "bad count {c}"),
+            Self::BadMagic(m) => write!(
+                f,
+                "magic: expected {MAGIC:#010x} (BOW) or {MAGIC_RESTORING:#010x} (WOB), found {m:#010x}"
+            ),
+            Self::BadVersion(v) => {
+                write!(f, "header_version: expected {HEADER_VERSION:#06x}, found {v:#06x}")
+            }
+            Self::BadHeaderSize(s) => write!(f, "header_size: expected {HEADER_SIZE}, found {s}"),
+            Self::BadBlockSize(b) => write!(
+                f,
+                "block_size: expected a power of two from {MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE}, found {b}"
+            ),
+            Self::BadCount { found, max } => {
+                write!(f, "count: expected 1 to {max}, found {found}")
+            }
         }
     }
 }
@@ -174,25 +184,36 @@ impl LogHeader {
     /// and count must all make sense, and the block must fit in `b`.
     pub fn decode(b: &[u8]) -> Result<Self, FormatError> {
         let h = Self::decode_raw(b)?;
-        if h.magic != MAGIC && h.magic != MAGIC_RESTORING {
-            return Err(FormatError::BadMagic(h.magic));
-        }
-        if h.header_version != HEADER_VERSION {
-            return Err(FormatError::BadVersion(h.header_version));
-        }
-        if h.header_size != HEADER_SIZE {
-            return Err(FormatError::BadHeaderSize(h.header_size));
-        }
+        h.check_identity()?;
         if !valid_block_size(h.block_size) {
             return Err(FormatError::BadBlockSize(h.block_size));
         }
-        if h.count > entries_per_block(h.block_size) {
-            return Err(FormatError::BadCount(h.count));
+        let max = entries_per_block(h.block_size);
+        if h.count > max {
+            return Err(FormatError::BadCount {
+                found: h.count,
+                max,
+            });
         }
         if b.len() < h.block_size as usize {
             return Err(FormatError::Truncated);
         }
         Ok(h)
+    }
+
+    /// Checks the fields that identify a log block: magic, version and
+    /// header size.
+    pub fn check_identity(&self) -> Result<(), FormatError> {
+        if self.magic != MAGIC && self.magic != MAGIC_RESTORING {
+            return Err(FormatError::BadMagic(self.magic));
+        }
+        if self.header_version != HEADER_VERSION {
+            return Err(FormatError::BadVersion(self.header_version));
+        }
+        if self.header_size != HEADER_SIZE {
+            return Err(FormatError::BadHeaderSize(self.header_size));
+        }
+        Ok(())
     }
 
     /// Writes the header into the first 28 bytes of `b`.
@@ -247,16 +268,22 @@ impl LogEntry {
 }
 
 /// Whether `b` (the start of block 0) holds a dm-bow log that nobody has
-/// restored or committed: BOW or WOB magic, version 0x0100, header size 28.
+/// restored or committed: BOW or WOB magic, version 0x0100, header size 28
+/// (spec 1: what the target refuses to load over).
 pub fn holds_log(b: &[u8]) -> bool {
     match LogHeader::decode_raw(b) {
         Ok(h) => {
-            (h.magic == MAGIC || h.magic == MAGIC_RESTORING)
-                && h.header_version == HEADER_VERSION
-                && h.header_size == HEADER_SIZE
+            has_log_magic(b) && h.header_version == HEADER_VERSION && h.header_size == HEADER_SIZE
         }
         Err(_) => false,
     }
+}
+
+/// Whether `b` starts with the BOW or WOB magic. Restore treats such a block
+/// 0 as a log and judges the other header fields itself, so a damaged header
+/// is reported as an invalid log rather than mistaken for "no checkpoint".
+pub fn has_log_magic(b: &[u8]) -> bool {
+    le_u32(b, 0).is_ok_and(|m| m == MAGIC || m == MAGIC_RESTORING)
 }
 
 #[cfg(test)]
@@ -338,7 +365,10 @@ mod tests {
         c[12..16].copy_from_slice(&170u32.to_le_bytes());
         assert!(matches!(
             LogHeader::decode(&c),
-            Err(FormatError::BadCount(170))
+            Err(FormatError::BadCount {
+                found: 170,
+                max: 169
+            })
         ));
         assert_eq!(LogHeader::decode(&b[..100]), Err(FormatError::Truncated));
     }
@@ -353,6 +383,9 @@ mod tests {
         assert!(holds_log(&b));
         b[6] = 30;
         assert!(!holds_log(&b));
+        assert!(has_log_magic(&b), "a damaged header still has the magic");
+        b[0] = 0x41;
+        assert!(!has_log_magic(&b));
     }
 
     #[test]

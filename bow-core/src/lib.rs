@@ -15,3 +15,5 @@ pub mod rangemap;
 pub mod restore;
 pub mod state;
 pub mod table;
+#[cfg(feature = "model")]
+pub mod testimg;

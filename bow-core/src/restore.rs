@@ -11,7 +11,7 @@
 //! This module allocates (`alloc`), so the kernel does not mount it.
 
 use crate::format::{
-    entries_per_block, holds_log, FormatError, LogEntry, LogHeader, MAGIC, MAGIC_RESTORING,
+    entries_per_block, has_log_magic, FormatError, LogEntry, LogHeader, MAGIC_RESTORING,
     SECTOR_SIZE,
 };
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -53,25 +53,43 @@ pub enum IoOp {
     Sync,
 }
 
+/// Which entry field a [`Corruption`] is about.
+pub type Field = &'static str;
+
 /// What is wrong with a log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Corruption {
     /// A header field is invalid.
     Header(FormatError),
-    /// A log block's sequence is not the one the chain leads to.
-    Sequence { expected: u32, found: u32 },
+    /// The chain skips sequences: the previous log block is older than expected.
+    SequenceGap { expected: u32, found: u32 },
+    /// The previous log block's sequence is not below the newer one's.
+    SequenceRepeated { newer: u32, found: u32 },
     /// A log block's block size differs from block 0's.
     BlockSize { expected: u32, found: u32 },
-    /// A block with sequence above 0 has no entry 0 linking to its predecessor.
-    MissingLink,
+    /// The link leads back to a log block already read: the chain loops.
+    Loop { block: u64 },
     /// Entry 0 of a block with sequence above 0 does not look like a link.
-    BadLink,
-    /// An entry's size is 0 or not a multiple of the block size.
-    EntrySize(u32),
+    BadLink { source: u64, size: u32 },
+    /// An entry's size is 0.
+    SizeZero,
+    /// An entry's size is not a multiple of the block size.
+    SizeNotMultiple { size: u32, block_size: u32 },
     /// An entry's source or dest is not block-aligned.
-    Unaligned,
-    /// An entry reaches past the end of the device (or overflows).
-    OutOfRange,
+    Unaligned { field: Field, sector: u64 },
+    /// An entry's source or dest plus its size overflows.
+    Overflow {
+        field: Field,
+        sector: u64,
+        size: u32,
+    },
+    /// An entry reaches past the end of the device.
+    OutOfRange {
+        field: Field,
+        sector: u64,
+        size: u32,
+        device_sectors: u64,
+    },
     /// An entry's data does not match its checksum.
     Checksum { expected: u32, found: u32 },
 }
@@ -80,22 +98,49 @@ impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::Header(e) => write!(f, "{e}"),
-            Self::Sequence { expected, found } => {
-                write!(f, "sequence: expected {expected}, found {found}")
+            Self::SequenceGap { expected, found } => {
+                write!(f, "sequence gap: expected {expected}, found {found}")
             }
-            Self::BlockSize { expected, found } => {
-                write!(f, "block_size: expected {expected}, found {found}")
-            }
-            Self::MissingLink => f.write_str("no entry 0 linking to the previous log block"),
-            Self::BadLink => f.write_str("entry 0 is not a link to the previous log block"),
-            Self::EntrySize(s) => write!(f, "size {s} is 0 or not a multiple of the block size"),
-            Self::Unaligned => f.write_str("source or dest is not block-aligned"),
-            Self::OutOfRange => f.write_str("source or dest reaches past the end of the device"),
+            Self::SequenceRepeated { newer, found } => write!(
+                f,
+                "sequence repeated: expected below {newer}, found {found}"
+            ),
+            Self::BlockSize { expected, found } => write!(
+                f,
+                "block_size differs between log blocks: expected {expected}, found {found}"
+            ),
+            Self::Loop { block } => write!(
+                f,
+                "the chain loops: its link leads back to block {block}, already read as a log block"
+            ),
+            Self::BadLink { source, size } => write!(
+                f,
+                "link: expected source 0 and size of one block, found source {source}, size {size}"
+            ),
+            Self::SizeZero => f.write_str("size: expected at least one block, found 0"),
+            Self::SizeNotMultiple { size, block_size } => write!(
+                f,
+                "size: expected a multiple of the block size {block_size}, found {size}"
+            ),
+            Self::Unaligned { field, sector } => write!(
+                f,
+                "{field}: expected a block-aligned sector, found {sector}"
+            ),
+            Self::Overflow { field, sector, size } => write!(
+                f,
+                "{field}: sector {sector} plus size {size} overflows"
+            ),
+            Self::OutOfRange {
+                field,
+                sector,
+                size,
+                device_sectors,
+            } => write!(
+                f,
+                "{field}: expected an extent within the device's {device_sectors} sectors, found sector {sector} size {size} bytes"
+            ),
             Self::Checksum { expected, found } => {
-                write!(
-                    f,
-                    "checksum: expected {expected:#010x}, found {found:#010x}"
-                )
+                write!(f, "checksum: expected {expected:#010x}, found {found:#010x}")
             }
         }
     }
@@ -112,8 +157,15 @@ pub enum Error {
     },
     /// I/O failed.
     Io(IoError),
-    /// The device is smaller than one block.
-    Truncated,
+    /// The device or image is smaller than the log says it must be.
+    Truncated { size: u64, needed: u64 },
+}
+
+impl Error {
+    /// Whether this is a problem of the log itself (as opposed to I/O).
+    pub fn is_invalid_log(&self) -> bool {
+        matches!(self, Self::Corrupt { .. } | Self::Truncated { .. })
+    }
 }
 
 impl fmt::Display for Error {
@@ -130,13 +182,22 @@ impl fmt::Display for Error {
                 sequence,
                 entry: None,
                 what,
-            } => write!(f, "invalid log: sequence {sequence}: {what}"),
+            } => write!(f, "invalid log: sequence {sequence}, header: {what}"),
             Self::Io(e) => write!(
                 f,
-                "{:?} failed at byte {} (errno {})",
-                e.op, e.offset, e.errno
+                "{} failed at byte {} (errno {})",
+                match e.op {
+                    IoOp::Read => "read",
+                    IoOp::Write => "write",
+                    IoOp::Sync => "sync",
+                },
+                e.offset,
+                e.errno
             ),
-            Self::Truncated => f.write_str("device or image is too small to hold a log"),
+            Self::Truncated { size, needed } => write!(
+                f,
+                "invalid log: truncated: the device or image is {size} bytes, the log needs at least {needed}"
+            ),
         }
     }
 }
@@ -199,12 +260,16 @@ fn read_log_block<D: Disk>(d: &mut D, offset: u64, bs: u32) -> Result<Vec<u8>, E
     Ok(b)
 }
 
-fn decode_block(raw: &[u8], expect_bs: u32, expect_seq: Option<u32>) -> Result<Block, Error> {
-    let seq_hint = expect_seq.unwrap_or(0);
-    let h = LogHeader::decode(raw).map_err(|e| corrupt(seq_hint, None, Corruption::Header(e)))?;
+fn decode_block(raw: &[u8], expect_bs: u32, newer: Option<u32>) -> Result<Block, Error> {
+    let seq_hint = newer.map_or(0, |n| n.saturating_sub(1));
+    let fail = |e| corrupt(seq_hint, None, Corruption::Header(e));
+    // Judge the identifying fields first, then the block size against
+    // block 0's, and only then the fields that depend on the block size.
+    let h = LogHeader::decode_raw(raw).map_err(fail)?;
+    h.check_identity().map_err(fail)?;
     if h.block_size != expect_bs {
         return Err(corrupt(
-            h.sequence,
+            seq_hint,
             None,
             Corruption::BlockSize {
                 expected: expect_bs,
@@ -212,13 +277,25 @@ fn decode_block(raw: &[u8], expect_bs: u32, expect_seq: Option<u32>) -> Result<B
             },
         ));
     }
-    if let Some(s) = expect_seq {
-        if h.sequence != s {
+    let h = LogHeader::decode(raw).map_err(fail)?;
+    if let Some(n) = newer {
+        let expected = n - 1;
+        if h.sequence >= n {
             return Err(corrupt(
-                s,
+                expected,
                 None,
-                Corruption::Sequence {
-                    expected: s,
+                Corruption::SequenceRepeated {
+                    newer: n,
+                    found: h.sequence,
+                },
+            ));
+        }
+        if h.sequence != expected {
+            return Err(corrupt(
+                expected,
+                None,
+                Corruption::SequenceGap {
+                    expected,
                     found: h.sequence,
                 },
             ));
@@ -228,7 +305,10 @@ fn decode_block(raw: &[u8], expect_bs: u32, expect_seq: Option<u32>) -> Result<B
         return Err(corrupt(
             h.sequence,
             None,
-            Corruption::Header(FormatError::BadCount(0)),
+            Corruption::Header(FormatError::BadCount {
+                found: 0,
+                max: entries_per_block(h.block_size),
+            }),
         ));
     }
     let mut entries = Vec::with_capacity(h.count as usize);
@@ -243,6 +323,40 @@ fn decode_block(raw: &[u8], expect_bs: u32, expect_seq: Option<u32>) -> Result<B
         checked: vec![false; entries.len()],
         entries,
     })
+}
+
+/// Checks one entry's fields against the block size and the device.
+fn check_entry(e: &LogEntry, bs: u32, dev_sectors: u64) -> Result<(), Corruption> {
+    if e.size == 0 {
+        return Err(Corruption::SizeZero);
+    }
+    if e.size % bs != 0 {
+        return Err(Corruption::SizeNotMultiple {
+            size: e.size,
+            block_size: bs,
+        });
+    }
+    let spb = u64::from(bs / SECTOR_SIZE);
+    let n = u64::from(e.size / SECTOR_SIZE);
+    for (field, sector) in [("source", e.source), ("dest", e.dest)] {
+        if sector % spb != 0 {
+            return Err(Corruption::Unaligned { field, sector });
+        }
+        let end = sector.checked_add(n).ok_or(Corruption::Overflow {
+            field,
+            sector,
+            size: e.size,
+        })?;
+        if end > dev_sectors {
+            return Err(Corruption::OutOfRange {
+                field,
+                sector,
+                size: e.size,
+                device_sectors: dev_sectors,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Where each block's content is "as if" the entries replayed so far had been
@@ -268,13 +382,22 @@ impl Overlay {
 /// Reads and validates the whole log, writing nothing. `Ok(None)` means block
 /// 0 holds no log: there is nothing to restore.
 pub fn validate<D: Disk>(d: &mut D) -> Result<Option<Log>, Error> {
+    validate_with(d, &mut ())
+}
+
+/// [`validate`], reporting the bytes checksummed to `progress`.
+pub fn validate_with<D: Disk, P: Progress>(
+    d: &mut D,
+    progress: &mut P,
+) -> Result<Option<Log>, Error> {
     let size = d.size();
     if size < u64::from(SECTOR_SIZE) {
-        return Err(Error::Truncated);
+        // Too small to hold even a header: there cannot be a log.
+        return Ok(None);
     }
     let mut head = [0u8; 512];
     d.read_at(0, &mut head)?;
-    if !holds_log(&head) {
+    if !has_log_magic(&head) {
         return Ok(None);
     }
     let first =
@@ -288,53 +411,110 @@ pub fn validate<D: Disk>(d: &mut D) -> Result<Option<Log>, Error> {
         ));
     }
     if size < u64::from(bs) {
-        return Err(Error::Truncated);
+        return Err(Error::Truncated {
+            size,
+            needed: u64::from(bs),
+        });
     }
     let spb = u64::from(bs / SECTOR_SIZE);
     let dev_sectors = size / u64::from(SECTOR_SIZE);
-    let epb = entries_per_block(bs);
 
     // One pass in replay order (newest block first, last entry first), so
     // every read -- entry data and the previous log block alike -- sees the
     // device "as if" the newer entries had been replayed: saved log blocks
     // and backups may have been moved since they were written.
     let mut overlay = Overlay::default();
-    let bsz = bs as usize;
-    let mut buf = vec![0u8; bsz];
     let mut blocks = Vec::new();
+    let mut checks = Vec::new();
+    // Walk the chain: every field, every link, and for each checksummed
+    // entry the extents its data occupies "as if" the newer entries had been
+    // replayed. The data itself is read afterwards, in disk order.
+    let structural = walk(
+        d,
+        bs,
+        spb,
+        dev_sectors,
+        &mut overlay,
+        &mut blocks,
+        &mut checks,
+    );
+    if let Err(Error::Io(e)) = structural {
+        return Err(Error::Io(e));
+    }
+    // Every check comes before a structural error in replay order (the walk
+    // stops there), so a failing checksum is the earlier problem: a damaged
+    // link, say, explains the garbage read as the previous log block.
+    if let Some(bad) = verify(d, bs, &mut checks, progress)? {
+        let c = &checks[bad];
+        return Err(corrupt(
+            c.sequence,
+            Some(c.entry),
+            Corruption::Checksum {
+                expected: c.expected,
+                found: c.found,
+            },
+        ));
+    }
+    structural?;
+    for c in &checks {
+        blocks[c.block].checked[c.entry as usize] = true;
+    }
+    Ok(Some(Log {
+        block_size: bs,
+        blocks,
+    }))
+}
+
+/// One entry's checksum, to be verified against the data.
+struct Check {
+    /// Index into the walk's blocks, sequence and entry index.
+    block: usize,
+    sequence: u32,
+    entry: u32,
+    /// CRC seed (the source block number) and the value logged.
+    seed: u32,
+    expected: u32,
+    /// Where the data is, in device blocks: (first, count), in data order.
+    extents: Vec<(u64, u64)>,
+    /// The CRC found, once verified.
+    found: u32,
+}
+
+/// Walks the chain newest block first, last entry first, so every read of a
+/// previous log block sees the device "as if" the newer entries had been
+/// replayed. Collects the checks; stops at the first structural problem.
+fn walk<D: Disk>(
+    d: &mut D,
+    bs: u32,
+    spb: u64,
+    dev_sectors: u64,
+    overlay: &mut Overlay,
+    blocks: &mut Vec<Block>,
+    checks: &mut Vec<Check>,
+) -> Result<(), Error> {
+    // Device blocks already read as log blocks, to catch a chain that loops.
+    let mut visited = BTreeSet::new();
+    visited.insert(0u64);
     let mut raw = read_log_block(d, 0, bs)?;
-    let mut expect = None;
+    let mut newer = None;
     loop {
-        let mut b = decode_block(&raw, bs, expect)?;
+        let b = decode_block(&raw, bs, newer)?;
         let seq = b.header.sequence;
-        if b.header.count > epb {
-            return Err(corrupt(
-                seq,
-                None,
-                Corruption::Header(FormatError::BadCount(b.header.count)),
-            ));
-        }
         for (i, e) in b.entries.iter().enumerate() {
-            let i = i as u32;
-            if e.size == 0 || e.size % bs != 0 {
-                return Err(corrupt(seq, Some(i), Corruption::EntrySize(e.size)));
-            }
-            if e.source % spb != 0 || e.dest % spb != 0 {
-                return Err(corrupt(seq, Some(i), Corruption::Unaligned));
-            }
-            let n = u64::from(e.size / SECTOR_SIZE);
-            let fits = |s: u64| s.checked_add(n).is_some_and(|end| end <= dev_sectors);
-            if !fits(e.source) || !fits(e.dest) {
-                return Err(corrupt(seq, Some(i), Corruption::OutOfRange));
-            }
+            check_entry(e, bs, dev_sectors).map_err(|w| corrupt(seq, Some(i as u32), w))?;
         }
         let link = if seq > 0 {
-            let l = *b
-                .entries
-                .first()
-                .ok_or(corrupt(seq, Some(0), Corruption::MissingLink))?;
+            // `decode_block` guarantees at least one entry.
+            let l = b.entries[0];
             if l.source != 0 || l.size != bs {
-                return Err(corrupt(seq, Some(0), Corruption::BadLink));
+                return Err(corrupt(
+                    seq,
+                    Some(0),
+                    Corruption::BadLink {
+                        source: l.source,
+                        size: l.size,
+                    },
+                ));
             }
             Some(l.dest / spb)
         } else {
@@ -350,49 +530,253 @@ pub fn validate<D: Disk>(d: &mut D) -> Result<Option<Log>, Error> {
                 prev_at = link.map(|l| overlay.resolve(l));
             }
             if e.checksum != 0 {
-                let mut crc = src_b as u32;
+                let mut extents: Vec<(u64, u64)> = Vec::new();
                 for k in 0..n {
-                    d.read_at(overlay.resolve(dst_b + k) * u64::from(bs), &mut buf)?;
-                    crc = crate::crc::crc32(crc, &buf);
+                    let at = overlay.resolve(dst_b + k);
+                    match extents.last_mut() {
+                        Some((first, count)) if *first + *count == at => *count += 1,
+                        _ => extents.push((at, 1)),
+                    }
                 }
-                if crc != e.checksum {
-                    return Err(corrupt(
-                        seq,
-                        Some(ei as u32),
-                        Corruption::Checksum {
-                            expected: e.checksum,
-                            found: crc,
-                        },
-                    ));
-                }
-                b.checked[ei] = true;
+                checks.push(Check {
+                    block: blocks.len(),
+                    sequence: seq,
+                    entry: ei as u32,
+                    seed: src_b as u32,
+                    expected: e.checksum,
+                    extents,
+                    found: 0,
+                });
             }
             overlay.apply(src_b, dst_b, n);
         }
         blocks.push(b);
         match prev_at {
             Some(at) => {
+                if !visited.insert(at) {
+                    return Err(corrupt(seq, Some(0), Corruption::Loop { block: at }));
+                }
                 raw = read_log_block(d, at * u64::from(bs), bs)?;
-                // Sequences strictly decrease, so the walk ends: no loops.
-                expect = Some(seq - 1);
+                newer = Some(seq);
             }
-            None => break,
+            None => return Ok(()),
         }
     }
-    Ok(Some(Log {
-        block_size: bs,
-        blocks,
-    }))
+}
+
+/// Reads the data of every check in disk order, in reads of up to
+/// [`MAX_COPY`] that may span several entries, and computes the CRCs.
+/// Returns the check that fails first in replay order, if any.
+fn verify<D: Disk, P: Progress>(
+    d: &mut D,
+    bs: u32,
+    checks: &mut [Check],
+    progress: &mut P,
+) -> Result<Option<usize>, Error> {
+    let bsz = u64::from(bs);
+    let mut order: Vec<usize> = (0..checks.len()).collect();
+    order.sort_by_key(|&i| checks[i].extents.first().map_or(0, |e| e.0));
+    let mut buf = vec![0u8; MAX_COPY as usize];
+    let mut done = 0u64;
+    let mut i = 0;
+    while i < order.len() {
+        // A group: consecutive single-extent checks that follow each other
+        // on the device, up to MAX_COPY bytes, read at once.
+        let first = &checks[order[i]];
+        if first.extents.len() == 1 {
+            let (start, mut end) = (first.extents[0].0, first.extents[0].0 + first.extents[0].1);
+            let mut j = i + 1;
+            while j < order.len() {
+                let c = &checks[order[j]];
+                if c.extents.len() != 1
+                    || c.extents[0].0 != end
+                    || (end + c.extents[0].1 - start) * bsz > MAX_COPY
+                {
+                    break;
+                }
+                end += c.extents[0].1;
+                j += 1;
+            }
+            if (end - start) * bsz <= MAX_COPY {
+                let data = &mut buf[..((end - start) * bsz) as usize];
+                d.read_at(start * bsz, data)?;
+                for &k in &order[i..j] {
+                    let c = &mut checks[k];
+                    let off = ((c.extents[0].0 - start) * bsz) as usize;
+                    let len = (c.extents[0].1 * bsz) as usize;
+                    c.found = crate::crc::crc32(c.seed, &data[off..off + len]);
+                    done += len as u64;
+                }
+                progress.validated(done);
+                i = j;
+                continue;
+            }
+        }
+        // Anything else: extent by extent, in chunks.
+        let c = &mut checks[order[i]];
+        let mut crc = c.seed;
+        for &(at, count) in &c.extents {
+            let mut k = 0;
+            while k < count {
+                let run = (count - k).min(MAX_COPY / bsz);
+                let data = &mut buf[..(run * bsz) as usize];
+                d.read_at((at + k) * bsz, data)?;
+                crc = crate::crc::crc32(crc, data);
+                k += run;
+                done += run * bsz;
+            }
+        }
+        c.found = crc;
+        progress.validated(done);
+        i += 1;
+    }
+    // `checks` is in replay order.
+    Ok(checks.iter().position(|c| c.found != c.expected))
 }
 
 /// Progress of a restore, for a progress bar.
 pub trait Progress {
+    /// `done` bytes of entry data checksummed so far (the total is not known
+    /// until the whole chain has been read).
+    fn validated(&mut self, _done: u64) {}
     /// `done` of `total` bytes copied.
-    fn copied(&mut self, done: u64, total: u64);
+    fn copied(&mut self, _done: u64, _total: u64) {}
 }
 
-impl Progress for () {
-    fn copied(&mut self, _: u64, _: u64) {}
+impl Progress for () {}
+
+/// One step of a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Copy `bytes` from sector `from` (the entries' dest) back to sector `to`
+    /// (their source). One step covers entries `first..=last` of log block
+    /// `block` (an index into [`Log::blocks`]) when they are adjacent on disk,
+    /// so restore does large sequential I/O.
+    Copy {
+        block: usize,
+        first: u32,
+        last: u32,
+        from: u64,
+        to: u64,
+        bytes: u64,
+    },
+    /// Make everything written so far durable.
+    Sync,
+    /// Sync, rewrite block 0 as a "WOB" log holding entries `0..count` of
+    /// log block `block` (the ones still to replay), and sync again.
+    Fence { block: usize, count: u32 },
+}
+
+/// Largest single copy, in bytes.
+pub const MAX_COPY: u64 = 4 << 20;
+
+/// A run of entries being merged into one copy.
+struct Run {
+    block: usize,
+    first: u32,
+    last: u32,
+    src: u64,
+    dst: u64,
+    n: u64,
+}
+
+impl Run {
+    fn step(&self, spb: u64, bs: u32) -> Step {
+        Step::Copy {
+            block: self.block,
+            first: self.first,
+            last: self.last,
+            from: self.dst * spb,
+            to: self.src * spb,
+            bytes: self.n * u64::from(bs),
+        }
+    }
+
+    /// Extends the run with entry `i` (blocks `src..src+n` from `dst..`) if it
+    /// is adjacent on both sides and no block it writes is read by the run
+    /// (or the other way round), so the order inside the run is irrelevant.
+    fn extend(&mut self, i: u32, src: u64, dst: u64, n: u64, max_blocks: u64) -> bool {
+        if self.n + n > max_blocks {
+            return false;
+        }
+        let (ns, nd) = if src + n == self.src && dst + n == self.dst {
+            (src, dst)
+        } else if src == self.src + self.n && dst == self.dst + self.n {
+            (self.src, self.dst)
+        } else {
+            return false;
+        };
+        let total = self.n + n;
+        if ns < nd + total && nd < ns + total {
+            return false;
+        }
+        self.src = ns;
+        self.dst = nd;
+        self.n = total;
+        self.first = i;
+        true
+    }
+}
+
+/// The steps that replay `log`, newest entry first, with a fence before any
+/// copy that would overwrite a block read since the last fence (spec 6.4).
+pub fn plan(log: &Log) -> Vec<Step> {
+    let bs = log.block_size;
+    let spb = u64::from(bs / SECTOR_SIZE);
+    let max_blocks = (MAX_COPY / u64::from(bs)).max(1);
+    let mut steps = Vec::new();
+    for (bi, block) in log.blocks.iter().enumerate() {
+        // Blocks read by copies since the last fence: a restart would read
+        // them again, so they must not change before a new fence.
+        let mut read_since_fence: BTreeSet<u64> = BTreeSet::new();
+        let mut run: Option<Run> = None;
+        for (i, e) in block.entries.iter().enumerate().rev() {
+            let i = i as u32;
+            let n = u64::from(e.size / bs);
+            let (src, dst) = (e.source / spb, e.dest / spb);
+            let hazard = (src..src + n).any(|b| read_since_fence.contains(&b));
+            if i > 0 && !hazard {
+                if let Some(r) = run.as_mut() {
+                    if r.extend(i, src, dst, n, max_blocks) {
+                        continue;
+                    }
+                }
+            }
+            if let Some(r) = run.take() {
+                steps.push(r.step(spb, bs));
+                read_since_fence.extend(r.dst..r.dst + r.n);
+            }
+            if i == 0 {
+                // Entry 0 writes block 0 and so replaces this log block: make
+                // every earlier write durable first.
+                steps.push(Step::Sync);
+            } else if (src..src + n).any(|b| read_since_fence.contains(&b)) {
+                steps.push(Step::Fence {
+                    block: bi,
+                    count: i + 1,
+                });
+                read_since_fence.clear();
+            }
+            run = Some(Run {
+                block: bi,
+                first: i,
+                last: i,
+                src,
+                dst,
+                n,
+            });
+            if i == 0 {
+                if let Some(r) = run.take() {
+                    steps.push(r.step(spb, bs));
+                }
+            }
+        }
+        if let Some(r) = run.take() {
+            steps.push(r.step(spb, bs));
+        }
+        steps.push(Step::Sync);
+    }
+    steps
 }
 
 /// Rewrites block 0 as a "WOB" log covering entries `0..count` of `block`.
@@ -416,64 +800,66 @@ fn write_fence<D: Disk>(d: &mut D, bs: u32, block: &Block, count: u32) -> Result
 /// Replays a validated log, newest entry first, so the device returns to its
 /// checkpoint image. Safe to interrupt and run again (validating again first).
 pub fn restore<D: Disk, P: Progress>(d: &mut D, log: &Log, progress: &mut P) -> Result<(), Error> {
-    let bs = log.block_size;
-    let spb = u64::from(bs / SECTOR_SIZE);
     let total = log.bytes_to_restore();
     let mut done = 0u64;
     let mut buf = Vec::new();
-    for block in &log.blocks {
-        // Blocks read by entries replayed since the last fence: a restart
-        // would read them again, so they must not change before a new fence.
-        let mut read_since_fence: BTreeSet<u64> = BTreeSet::new();
-        for (i, e) in block.entries.iter().enumerate().rev() {
-            let n = u64::from(e.size / bs);
-            let (src_b, dst_b) = (e.source / spb, e.dest / spb);
-            if i == 0 {
-                // Entry 0 writes block 0 and so replaces this log block: make
-                // every earlier write durable first.
-                d.sync()?;
-            } else if (src_b..src_b + n).any(|b| read_since_fence.contains(&b)) {
-                write_fence(d, bs, block, i as u32 + 1)?;
-                read_since_fence.clear();
+    for step in plan(log) {
+        match step {
+            Step::Copy {
+                from, to, bytes, ..
+            } => {
+                buf.resize(bytes as usize, 0);
+                d.read_at(from * u64::from(SECTOR_SIZE), &mut buf)?;
+                d.write_at(to * u64::from(SECTOR_SIZE), &buf)?;
+                done += bytes;
+                progress.copied(done, total);
             }
-            buf.resize(e.size as usize, 0);
-            d.read_at(e.dest * u64::from(SECTOR_SIZE), &mut buf)?;
-            d.write_at(e.source * u64::from(SECTOR_SIZE), &buf)?;
-            read_since_fence.extend(dst_b..dst_b + n);
-            done += u64::from(e.size);
-            progress.copied(done, total);
+            Step::Sync => d.sync()?,
+            Step::Fence { block, count } => {
+                // `plan` only names blocks of `log`.
+                if let Some(b) = log.blocks.get(block) {
+                    write_fence(d, log.block_size, b, count)?;
+                }
+            }
         }
-        d.sync()?;
     }
     Ok(())
 }
 
 /// Android's fallback for an invalid log: put the live block 0 back and keep
-/// the new data. Needs only a readable header in block 0.
+/// the new data. Needs only a readable header in block 0. Returns false when
+/// there was no log.
 pub fn roll_forward<D: Disk>(d: &mut D) -> Result<bool, Error> {
     let mut head = [0u8; 512];
+    if d.size() < head.len() as u64 {
+        return Ok(false);
+    }
     d.read_at(0, &mut head)?;
-    if !holds_log(&head) {
+    if !has_log_magic(&head) {
         return Ok(false);
     }
     let h = LogHeader::decode_raw(&head).map_err(|e| corrupt(0, None, Corruption::Header(e)))?;
-    if !crate::format::valid_block_size(h.block_size)
-        || h.magic != MAGIC && h.magic != MAGIC_RESTORING
-    {
+    let bs = h.block_size;
+    if !crate::format::valid_block_size(bs) {
         return Err(corrupt(
             h.sequence,
             None,
-            Corruption::Header(FormatError::BadBlockSize(h.block_size)),
+            Corruption::Header(FormatError::BadBlockSize(bs)),
         ));
     }
-    let mut b = vec![0u8; h.block_size as usize];
-    let at = h
-        .sector0
-        .checked_mul(u64::from(SECTOR_SIZE))
-        .filter(|&o| o + u64::from(h.block_size) <= d.size());
-    let at = at.ok_or(corrupt(h.sequence, None, Corruption::OutOfRange))?;
-    d.read_at(at, &mut b)?;
+    let dev_sectors = d.size() / u64::from(SECTOR_SIZE);
+    let live = LogEntry {
+        source: 0,
+        dest: h.sector0,
+        size: bs,
+        checksum: 0,
+    };
+    check_entry(&live, bs, dev_sectors).map_err(|w| corrupt(h.sequence, None, w))?;
+    let mut b = vec![0u8; bs as usize];
+    d.read_at(h.sector0 * u64::from(SECTOR_SIZE), &mut b)?;
     d.write_at(0, &b)?;
     d.sync()?;
     Ok(true)
 }
+
+impl core::error::Error for Error {}

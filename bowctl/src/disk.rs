@@ -1,25 +1,68 @@
 //! A block device or image file as a [`Disk`].
 
+use crate::error::{Error, Result};
 use bow_core::restore::{Disk, IoError, IoOp};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+
+/// Environment variable of the test hook that cuts the device off: after
+/// this many writes every further write and sync fails with EIO, as if the
+/// device had gone away. Used by the interrupted-restore tests.
+pub const CUT_AFTER_WRITES: &str = "BOWCTL_TEST_CUT_AFTER_WRITES";
 
 /// A device or image opened for restore or inspection.
 pub struct FileDisk {
     file: File,
     size: u64,
+    writes: u64,
+    cut_after: Option<u64>,
 }
 
 impl FileDisk {
-    /// Opens `path`, read-only unless `write`.
-    pub fn open(path: &Path, write: bool) -> std::io::Result<Self> {
-        let mut file = OpenOptions::new().read(true).write(write).open(path)?;
+    /// Opens `path`, read-only unless `write`. A block device opened for
+    /// writing is opened exclusively (`O_EXCL`), so it cannot be mounted or
+    /// claimed while a restore runs, and a device someone else holds is
+    /// refused as busy.
+    pub fn open(path: &Path, write: bool) -> Result<Self> {
+        let shown = path.display();
+        let is_blk = std::fs::metadata(path)
+            .map_err(|e| Error::io(format!("cannot open {shown}"), e))?
+            .file_type()
+            .is_block_device();
+        let mut o = OpenOptions::new();
+        o.read(true).write(write);
+        if write && is_blk {
+            o.custom_flags(libc::O_EXCL);
+        }
+        let mut file = o.open(path).map_err(|e| {
+            if e.raw_os_error() == Some(libc::EBUSY) {
+                Error::Busy(format!(
+                    "{shown}: held open exclusively by someone else (mounted, or claimed by a driver)"
+                ))
+            } else {
+                Error::io(format!("cannot open {shown}"), e)
+            }
+        })?;
         // Works for block devices and regular files alike.
-        let size = file.seek(SeekFrom::End(0))?;
+        let size = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io(format!("cannot size {shown}"), e))?;
         drop_cache(&file);
-        Ok(Self { file, size })
+        let cut_after = std::env::var(CUT_AFTER_WRITES)
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Ok(Self {
+            file,
+            size,
+            writes: 0,
+            cut_after,
+        })
+    }
+
+    fn cut(&self) -> bool {
+        self.cut_after.is_some_and(|n| self.writes >= n)
     }
 }
 
@@ -29,7 +72,7 @@ fn drop_cache(file: &File) {
     use std::os::fd::AsRawFd;
     let fd = file.as_raw_fd();
     // BLKFLSBUF: write back and invalidate the block device's buffer cache.
-    const BLKFLSBUF: libc::c_ulong = 0x1261;
+    const BLKFLSBUF: u32 = 0x1261;
     // SAFETY: `fd` is an open descriptor; both calls only take integers. Failure (e.g. on a
     // regular file, where BLKFLSBUF does not apply) is harmless.
     unsafe {
@@ -42,7 +85,7 @@ fn err(op: IoOp, offset: u64, e: &std::io::Error) -> IoError {
     IoError {
         op,
         offset,
-        errno: e.raw_os_error().unwrap_or(0),
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
     }
 }
 
@@ -58,12 +101,27 @@ impl Disk for FileDisk {
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
+        if self.cut() {
+            return Err(err(
+                IoOp::Write,
+                offset,
+                &std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        self.writes += 1;
         self.file
             .write_all_at(buf, offset)
             .map_err(|e| err(IoOp::Write, offset, &e))
     }
 
     fn sync(&mut self) -> Result<(), IoError> {
+        if self.cut() {
+            return Err(err(
+                IoOp::Sync,
+                0,
+                &std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
         self.file.sync_all().map_err(|e| err(IoOp::Sync, 0, &e))
     }
 }

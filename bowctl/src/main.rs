@@ -1,22 +1,78 @@
 //! bowctl: control and offline restore tool for the dm-bow target.
 
 mod cli;
-mod disk;
 
-use anyhow::{Context, Result};
-use bow_core::restore::{self, Error as RestoreError, Log};
+use anyhow::Result;
+use bow_core::restore::{self, Log, Progress, Step};
+use bowctl::device::{self, BowDevice};
+use bowctl::disk::FileDisk;
+use bowctl::dm::{Control, Dev, Target};
+use bowctl::error::{exit, Error};
 use clap::Parser;
 use cli::{Cli, Command};
-use disk::FileDisk;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use serde_json::json;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-/// Exit codes, documented in `docs/bowctl.md`.
-mod exit {
-    pub const FAILURE: u8 = 1;
-    pub const INVALID_LOG: u8 = 4;
-    pub const IO: u8 = 5;
+/// A progress bar on stderr when it is a terminal; nothing otherwise.
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Bar {
+    fn new(enabled: bool) -> Self {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Self { bar }
+    }
+
+    fn phase(&self, msg: &'static str, total: Option<u64>) {
+        if let Some(b) = &self.bar {
+            b.set_position(0);
+            b.set_length(total.unwrap_or(0));
+            b.set_message(msg);
+            let style = if total.is_some() {
+                "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+            } else {
+                "{spinner} {msg:>10} {bytes} {bytes_per_sec}"
+            };
+            if let Ok(s) = ProgressStyle::with_template(style) {
+                b.set_style(s.progress_chars("=> "));
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn validated(&mut self, done: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(done);
+        }
+    }
+
+    fn copied(&mut self, done: u64, _total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(done);
+        }
+    }
+}
+
+fn print_json(v: &impl Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -28,20 +84,6 @@ struct EntryJson {
     size: u32,
     checksum: u32,
     checksum_verified: bool,
-}
-
-#[derive(Serialize)]
-struct InspectJson<'a> {
-    device: &'a str,
-    checkpoint: bool,
-    valid: bool,
-    error: Option<String>,
-    block_size: Option<u32>,
-    sequences: Option<u32>,
-    sector0: Option<u64>,
-    restoring: Option<bool>,
-    bytes_to_restore: Option<u64>,
-    entries: Vec<EntryJson>,
 }
 
 fn entries_json(log: &Log) -> Vec<EntryJson> {
@@ -62,174 +104,494 @@ fn entries_json(log: &Log) -> Vec<EntryJson> {
     v
 }
 
-fn code_for(e: &RestoreError) -> u8 {
-    match e {
-        RestoreError::Corrupt { .. } | RestoreError::Truncated => exit::INVALID_LOG,
-        RestoreError::Io(_) => exit::IO,
+/// Facts about a validated log, for inspect and restore.
+#[derive(Serialize)]
+struct Summary {
+    block_size: u32,
+    sequences: u32,
+    entries: usize,
+    checksums_verified: usize,
+    sector0: u64,
+    restoring: bool,
+    bytes_to_restore: u64,
+    copies: usize,
+    fences: usize,
+}
+
+fn summary(log: &Log, plan: &[Step]) -> Summary {
+    let newest = &log.blocks[0].header;
+    Summary {
+        block_size: log.block_size,
+        sequences: log.blocks.len() as u32,
+        entries: log.blocks.iter().map(|b| b.entries.len()).sum(),
+        checksums_verified: log
+            .blocks
+            .iter()
+            .map(|b| b.checked.iter().filter(|c| **c).count())
+            .sum(),
+        sector0: newest.sector0,
+        restoring: newest.magic == bow_core::format::MAGIC_RESTORING,
+        bytes_to_restore: log.bytes_to_restore(),
+        copies: plan
+            .iter()
+            .filter(|s| matches!(s, Step::Copy { .. }))
+            .count(),
+        fences: plan
+            .iter()
+            .filter(|s| matches!(s, Step::Fence { .. }))
+            .count(),
     }
+}
+
+fn print_summary(name: &str, s: &Summary) {
+    println!("{name}: checkpoint log");
+    println!("  block size          {} bytes", s.block_size);
+    println!(
+        "  log blocks          {} (sequences 0..{})",
+        s.sequences,
+        s.sequences.saturating_sub(1)
+    );
+    println!("  entries             {}", s.entries);
+    println!(
+        "  checksums verified  {} of {} (the rest are 0: not checked, as for the live block 0)",
+        s.checksums_verified, s.entries
+    );
+    println!("  live block 0 at     sector {}", s.sector0);
+    if s.restoring {
+        println!("  restore in progress (WOB): a restore was interrupted; run restore again");
+    }
+    println!(
+        "  to restore          {} bytes in {} copies, {} fences",
+        s.bytes_to_restore, s.copies, s.fences
+    );
+}
+
+fn validate(d: &mut FileDisk, name: &str, bar: &mut Bar) -> Result<Option<Log>, Error> {
+    bar.phase("validating", None);
+    let r = restore::validate_with(d, bar);
+    bar.finish();
+    r.map_err(|e| Error::from_restore(name, e))
 }
 
 fn inspect(path: &Path, json: bool) -> Result<u8> {
-    let mut d =
-        FileDisk::open(path, false).with_context(|| format!("cannot open {}", path.display()))?;
-    let r = restore::validate(&mut d);
     let name = path.display().to_string();
-    let mut out = InspectJson {
-        device: &name,
-        checkpoint: true,
-        valid: false,
-        error: None,
-        block_size: None,
-        sequences: None,
-        sector0: None,
-        restoring: None,
-        bytes_to_restore: None,
-        entries: Vec::new(),
-    };
-    let code = match &r {
+    let mut d = FileDisk::open(path, false)?;
+    let mut bar = Bar::new(!json);
+    match validate(&mut d, &name, &mut bar) {
         Ok(None) => {
-            out.checkpoint = false;
-            out.valid = true;
-            0
+            if json {
+                print_json(
+                    &json!({"device": name, "checkpoint": false, "verdict": "no checkpoint"}),
+                )?;
+            } else {
+                println!("{name}: no checkpoint (block 0 holds no bow log)");
+                println!("verdict: nothing to restore");
+            }
+            Ok(exit::SUCCESS)
         }
         Ok(Some(log)) => {
-            let newest = &log.blocks[0].header;
-            out.valid = true;
-            out.block_size = Some(log.block_size);
-            out.sequences = Some(log.blocks.len() as u32);
-            out.sector0 = Some(newest.sector0);
-            out.restoring = Some(newest.magic == bow_core::format::MAGIC_RESTORING);
-            out.bytes_to_restore = Some(log.bytes_to_restore());
-            out.entries = entries_json(log);
-            0
+            let plan = restore::plan(&log);
+            let s = summary(&log, &plan);
+            if json {
+                print_json(&json!({
+                    "device": name, "checkpoint": true, "verdict": "valid",
+                    "summary": s, "entries": entries_json(&log),
+                }))?;
+            } else {
+                print_summary(&name, &s);
+                for e in entries_json(&log) {
+                    println!(
+                        "  seq {:>3} [{:>3}] source {:>10} dest {:>10} size {:>7} checksum {:#010x} {}",
+                        e.sequence,
+                        e.index,
+                        e.source,
+                        e.dest,
+                        e.size,
+                        e.checksum,
+                        if e.checksum_verified { "ok" } else { "-" }
+                    );
+                }
+                println!("verdict: valid; restore would return the checkpoint image");
+            }
+            Ok(exit::SUCCESS)
         }
         Err(e) => {
-            out.error = Some(e.to_string());
-            code_for(e)
+            if json {
+                print_json(
+                    &json!({"device": name, "checkpoint": true, "verdict": "invalid", "error": e.to_string(), "exit_code": e.exit_code()}),
+                )?;
+            } else {
+                println!("verdict: INVALID: {e}");
+            }
+            Ok(e.exit_code())
         }
-    };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else if !out.checkpoint {
-        println!("{name}: no checkpoint (block 0 holds no bow log)");
-    } else if let Some(e) = &out.error {
-        println!("{name}: INVALID: {e}");
-    } else {
-        println!(
-            "{name}: checkpoint log, block_size {} bytes, {} log block(s), live block 0 at sector {}{}",
-            out.block_size.unwrap_or(0),
-            out.sequences.unwrap_or(0),
-            out.sector0.unwrap_or(0),
-            if out.restoring == Some(true) { ", restore in progress (WOB)" } else { "" }
-        );
-        for e in &out.entries {
-            println!(
-                "  seq {:>3} [{:>3}] source {:>10} dest {:>10} size {:>6} checksum {:#010x} {}",
-                e.sequence,
-                e.index,
-                e.source,
-                e.dest,
-                e.size,
-                e.checksum,
-                if e.checksum_verified {
-                    "ok"
-                } else {
-                    "unchecked"
-                }
-            );
-        }
-        println!(
-            "verdict: valid, {} bytes to restore",
-            out.bytes_to_restore.unwrap_or(0)
-        );
     }
-    Ok(code)
+}
+
+fn print_plan(name: &str, log: &Log, plan: &[Step]) {
+    println!(
+        "{name}: would copy {} bytes in {} steps, newest entries first:",
+        log.bytes_to_restore(),
+        plan.len()
+    );
+    for s in plan {
+        match *s {
+            Step::Copy {
+                block,
+                first,
+                last,
+                from,
+                to,
+                bytes,
+            } => {
+                let seq = log.blocks[block].header.sequence;
+                let which = if first == last {
+                    format!("entry {first}")
+                } else {
+                    format!("entries {first}..={last}")
+                };
+                println!(
+                    "  copy  seq {seq} {which}: {bytes} bytes from sector {from} to sector {to}"
+                );
+            }
+            Step::Sync => println!("  sync"),
+            Step::Fence { block, count } => println!(
+                "  fence: sync, rewrite block 0 as WOB with {count} entries of seq {}, sync",
+                log.blocks[block].header.sequence
+            ),
+        }
+    }
 }
 
 fn run_restore(path: &Path, dry_run: bool, roll_forward: bool, json: bool) -> Result<u8> {
-    let mut d = FileDisk::open(path, !dry_run)
-        .with_context(|| format!("cannot open {}", path.display()))?;
     let name = path.display().to_string();
-    match restore::validate(&mut d) {
+    let start = Instant::now();
+    if !dry_run {
+        device::check_not_in_use(path)?;
+    }
+    let mut d = FileDisk::open(path, !dry_run)?;
+    let mut bar = Bar::new(!json);
+    let log = match validate(&mut d, &name, &mut bar) {
+        Ok(Some(log)) => log,
         Ok(None) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"device": name, "result": "nothing_to_restore"})
-                );
+                print_json(&json!({"device": name, "result": "nothing_to_restore"}))?;
             } else {
-                println!("{name}: nothing to restore (no checkpoint log)");
+                println!("{name}: nothing to restore (no checkpoint log); nothing written");
             }
-            Ok(0)
+            return Ok(exit::SUCCESS);
         }
-        Ok(Some(log)) => {
-            let bytes = log.bytes_to_restore();
-            let entries = log.replay_order().count();
-            if dry_run {
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"device": name, "result": "plan", "entries": entries_json(&log), "bytes": bytes})
-                    );
-                } else {
-                    println!(
-                        "{name}: would replay {entries} entries ({bytes} bytes), newest first:"
-                    );
-                    for (seq, i, e) in log.replay_order() {
-                        println!(
-                            "  seq {seq} [{i}] copy {} bytes from sector {} to sector {}",
-                            e.size, e.dest, e.source
-                        );
-                    }
-                }
-                return Ok(0);
-            }
-            restore::restore(&mut d, &log, &mut ())
-                .map_err(|e| anyhow::anyhow!("restore failed: {e}"))?;
+        Err(e @ Error::InvalidLog { .. }) if roll_forward => {
+            restore::roll_forward(&mut d).map_err(|e2| Error::from_restore(&name, e2))?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"device": name, "result": "restored", "entries": entries, "bytes": bytes})
-                );
+                print_json(
+                    &json!({"device": name, "result": "rolled_forward", "log_error": e.to_string()}),
+                )?;
             } else {
-                println!("{name}: restored the checkpoint ({entries} entries, {bytes} bytes)");
+                println!("{name}: {e}");
+                println!("{name}: rolled forward: put the live block 0 back, kept the new data, dropped the checkpoint");
             }
-            Ok(0)
+            return Ok(exit::SUCCESS);
         }
-        Err(e) if roll_forward && matches!(e, RestoreError::Corrupt { .. }) && !dry_run => {
-            restore::roll_forward(&mut d)
-                .map_err(|e2| anyhow::anyhow!("roll forward failed: {e2} (log: {e})"))?;
-            println!("{name}: log invalid ({e}); rolled forward: kept the new data, dropped the checkpoint");
-            Ok(0)
+        Err(e) => return Err(e.into()),
+    };
+    let plan = restore::plan(&log);
+    if dry_run {
+        if json {
+            print_json(
+                &json!({"device": name, "result": "plan", "summary": summary(&log, &plan), "steps": plan.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>()}),
+            )?;
+        } else {
+            print_plan(&name, &log, &plan);
         }
-        Err(e) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"device": name, "result": "refused", "error": e.to_string()})
-                );
-            }
-            eprintln!("bowctl: {name}: {e}; nothing was written");
-            Ok(code_for(&e))
-        }
+        return Ok(exit::SUCCESS);
     }
+    let validated = start.elapsed().as_secs_f64();
+    let bytes = log.bytes_to_restore();
+    bar.phase("restoring", Some(bytes));
+    let r = restore::restore(&mut d, &log, &mut bar);
+    bar.finish();
+    r.map_err(|e| Error::from_restore(&name, e))?;
+    let secs = start.elapsed().as_secs_f64();
+    if json {
+        print_json(
+            &json!({"device": name, "result": "restored", "summary": summary(&log, &plan), "seconds": secs, "validate_seconds": validated}),
+        )?;
+    } else {
+        println!(
+            "{name}: restored the checkpoint: {bytes} bytes from {} entries in {:.2} s (validate {:.2} s, copy {:.2} s)",
+            log.replay_order().count(),
+            secs,
+            validated,
+            secs - validated
+        );
+    }
+    Ok(exit::SUCCESS)
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let r = match &cli.command {
+fn device_json(d: &BowDevice) -> serde_json::Value {
+    let status: serde_json::Map<String, serde_json::Value> = d
+        .status
+        .iter()
+        .map(|(k, v)| {
+            let val = v
+                .parse::<u64>()
+                .map(serde_json::Value::from)
+                .unwrap_or_else(|_| serde_json::Value::from(v.clone()));
+            (k.clone(), val)
+        })
+        .collect();
+    json!({
+        "name": d.name, "node": d.node, "major": d.major, "minor": d.minor,
+        "table": d.table, "state": d.state, "state_name": d.state_name,
+        "free": d.free, "status": status,
+    })
+}
+
+fn print_device(d: &BowDevice) {
+    let v = |k| d.status_value(k).unwrap_or("?");
+    println!(
+        "{} ({}, {}:{}): state {} ({}), free {} bytes, backed up {} bytes, log sequence {} with {} entries, {} copies, {} ENOSPC",
+        d.name,
+        d.node,
+        d.major,
+        d.minor,
+        d.state,
+        d.state_name,
+        d.free,
+        v("backed_up"),
+        v("log_seq"),
+        v("log_entries"),
+        v("copies"),
+        v("enospc"),
+    );
+}
+
+fn status(target: Option<&str>, json: bool) -> Result<u8> {
+    let ctl = Control::open()?;
+    let devs = match target {
+        Some(t) => vec![device::resolve(&ctl, t)?],
+        None => device::all(&ctl)?,
+    };
+    if json {
+        print_json(&devs.iter().map(device_json).collect::<Vec<_>>())?;
+    } else if devs.is_empty() {
+        println!("no bow devices");
+    } else {
+        devs.iter().for_each(print_device);
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn checkpoint(mountpoint: &Path, json: bool) -> Result<u8> {
+    let ctl = Control::open()?;
+    let (major, minor) = device::mounted_device(mountpoint)?;
+    let target = format!("/dev/block/{major}:{minor}");
+    let info = ctl.info(Dev::Number(major, minor)).map_err(|_| {
+        Error::WrongState(format!(
+            "{}: the filesystem is on {major}:{minor}, which is not a device-mapper device, so not a bow device",
+            mountpoint.display()
+        ))
+    })?;
+    let dev = device::probe(&ctl, &info.name, major, minor)?.ok_or_else(|| {
+        Error::WrongState(format!(
+            "{}: the filesystem is on {} ({target}), which is not a bow device",
+            mountpoint.display(),
+            info.name
+        ))
+    })?;
+    match dev.state {
+        0 => {}
+        1 => {
+            return Err(Error::NothingToDo(format!(
+                "{}: already in state 1 (checkpoint); nothing to do",
+                dev.name
+            ))
+            .into())
+        }
+        s => {
+            return Err(Error::WrongState(format!(
+                "{}: in state {s} ({}); a checkpoint can only start from state 0",
+                dev.name,
+                device::state_name(s)
+            ))
+            .into())
+        }
+    }
+    let trimmed = device::fitrim(mountpoint)?;
+    device::set_state(&dev, 1)?;
+    let after = device::probe(&ctl, &dev.name, major, minor)?.unwrap_or(dev);
+    if json {
+        print_json(
+            &json!({"result": "checkpoint", "trimmed": trimmed, "device": device_json(&after)}),
+        )?;
+    } else {
+        println!(
+            "{}: trimmed {trimmed} bytes; checkpoint started with {} bytes of free space for backups",
+            after.name, after.free
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn commit(target: &str, json: bool) -> Result<u8> {
+    let ctl = Control::open()?;
+    let dev = device::resolve(&ctl, target)?;
+    match dev.state {
+        1 => {}
+        2 => {
+            return Err(Error::NothingToDo(format!(
+                "{}: already committed; nothing to do",
+                dev.name
+            ))
+            .into())
+        }
+        s => {
+            return Err(Error::WrongState(format!(
+                "{}: in state {s} ({}): there is no checkpoint to commit",
+                dev.name,
+                device::state_name(s)
+            ))
+            .into())
+        }
+    }
+    device::set_state(&dev, 2)?;
+    let after = device::probe(&ctl, &dev.name, dev.major, dev.minor)?.unwrap_or(dev);
+    if json {
+        print_json(&json!({"result": "committed", "device": device_json(&after)}))?;
+    } else {
+        println!(
+            "{}: committed; the target is now a pass-through",
+            after.name
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn create(name: &str, under: &Path, block_size: Option<u32>, json: bool) -> Result<u8> {
+    if let Some(bs) = block_size {
+        if !bow_core::format::valid_block_size(bs) {
+            return Err(Error::WrongState(format!(
+                "--block-size {bs}: expected a power of two from 512 to 4096"
+            ))
+            .into());
+        }
+    }
+    let md = std::fs::metadata(under)
+        .map_err(|e| Error::io(format!("cannot open {}", under.display()), e))?;
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if !md.file_type().is_block_device() {
+            return Err(
+                Error::WrongState(format!("{}: not a block device", under.display())).into(),
+            );
+        }
+    }
+    let bytes = device::size_of(under)?;
+    let unit = u64::from(block_size.unwrap_or(512));
+    let sectors = bytes / unit * unit / 512;
+    let mut params = under.display().to_string();
+    if let Some(bs) = block_size {
+        params.push_str(&format!(" 1 block_size:{bs}"));
+    }
+    let ctl = Control::open()?;
+    let info = ctl
+        .create(
+            name,
+            &[Target {
+                start: 0,
+                length: sectors,
+                target_type: "bow".into(),
+                params: params.clone(),
+            }],
+        )
+        .map_err(|e| {
+            anyhow::Error::new(Error::from(e))
+                .context("the kernel refused the table; dmesg has its reason")
+        })?;
+    let dev = device::probe(&ctl, name, info.major, info.minor)?;
+    if json {
+        print_json(
+            &json!({"result": "created", "name": name, "table": format!("0 {sectors} bow {params}"), "device": dev.as_ref().map(device_json)}),
+        )?;
+    } else {
+        println!(
+            "created /dev/mapper/{name} ({}:{}): 0 {sectors} bow {params}",
+            info.major, info.minor
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn remove(name: &str, json: bool) -> Result<u8> {
+    let ctl = Control::open()?;
+    let dev = device::resolve(&ctl, name)?;
+    let info = ctl.info(Dev::Name(&dev.name))?;
+    if info.open_count > 0 {
+        let mounts = device::mountpoints(dev.major, dev.minor);
+        return Err(Error::Busy(if mounts.is_empty() {
+            format!(
+                "{}: open {} time(s); close it first",
+                dev.name, info.open_count
+            )
+        } else {
+            format!(
+                "{}: mounted at {}; unmount it first",
+                dev.name,
+                mounts.join(", ")
+            )
+        })
+        .into());
+    }
+    ctl.remove(Dev::Name(&dev.name))?;
+    if json {
+        print_json(&json!({"result": "removed", "name": dev.name, "state": dev.state}))?;
+    } else if dev.state == 1 {
+        println!(
+            "removed {} in state 1: its checkpoint log stays on {}; `bowctl restore` rolls it back",
+            dev.name,
+            dev.table.split_whitespace().next().unwrap_or("the device")
+        );
+    } else {
+        println!("removed {} (state {})", dev.name, dev.state_name);
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn run(cli: &Cli) -> Result<u8> {
+    match &cli.command {
         Command::Inspect { device } => inspect(device, cli.json),
         Command::Restore {
             device,
             dry_run,
             roll_forward,
         } => run_restore(device, *dry_run, *roll_forward, cli.json),
-    };
-    match r {
+        Command::Status { target } => status(target.as_deref(), cli.json),
+        Command::Checkpoint { mountpoint } => checkpoint(mountpoint, cli.json),
+        Command::Commit { target } => commit(target, cli.json),
+        Command::Create {
+            name,
+            device,
+            block_size,
+        } => create(name, device, *block_size, cli.json),
+        Command::Remove { name } => remove(name, cli.json),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            let code = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<Error>())
+                .map_or(exit::FAILURE, Error::exit_code);
+            if cli.json {
+                let _ = print_json(&json!({"error": format!("{e:#}"), "exit_code": code}));
+            }
             eprintln!("bowctl: {e:#}");
-            ExitCode::from(exit::FAILURE)
+            ExitCode::from(code)
         }
     }
 }

@@ -2,7 +2,10 @@
 # Boots the test kernel under qemu (TCG) with fresh raw disk images and runs the
 # named guest scenarios in one boot.
 #
-# usage: tests/vm/run.sh [--no-build (reuse the last kernel, module and bowctl)] [--disk-mib N] [--disks N] [--keep] SCENARIO...
+# usage: tests/vm/run.sh [--no-build (reuse the last kernel, module and bowctl)] [--disk-mib N] [--keep] SCENARIO...
+#
+# The guest gets /dev/vda and /dev/vdb of --disk-mib MiB (512) each, and
+# /dev/vdc of 1024 MiB for the large tests (restore speed).
 #
 # Exit status: 0 when every scenario passed and the console is clean, 1 when
 # any failed, timed out or the console shows a kernel report (BUG, WARNING,
@@ -12,15 +15,14 @@
 set -euo pipefail
 . "$(dirname "$0")/../../ci/lib.sh"
 
-build=1 disk_mib=512 ndisks=2 keep=0
+build=1 disk_mib=512 big_mib=1024 keep=0
 scenarios=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
         --disk-mib) disk_mib=$2; shift ;;
-        --disks) ndisks=$2; shift ;;
         --keep) keep=1 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) scenarios+=("$1") ;;
     esac
@@ -59,9 +61,11 @@ run=$vm/last
 rm -rf "$run"
 mkdir -p "$run"
 drives=()
-for i in $(seq 1 "$ndisks"); do
+for i in 1 2 3; do
     img=$run/disk$i.img
-    truncate -s "${disk_mib}M" "$img"
+    size=$disk_mib
+    [ $i = 3 ] && size=$big_mib
+    truncate -s "${size}M" "$img"
     drives+=(-drive "file=$img,format=raw,if=virtio,discard=unmap")
 done
 
