@@ -226,8 +226,8 @@ proptest! {
         let mut disk = sim.disk;
         let log = restore::validate(&mut disk).expect("valid log").expect("a log");
         restore::restore(&mut disk, &log, &mut ()).unwrap();
-        for b in 0..blocks as usize {
-            if !free_at_ckpt[b] {
+        for (b, free) in free_at_ckpt.iter().enumerate() {
+            if !free {
                 let r = b * BS as usize..(b + 1) * BS as usize;
                 prop_assert_eq!(&disk.0[r.clone()], &image[r], "block {}", b);
             }

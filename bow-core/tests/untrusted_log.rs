@@ -156,8 +156,8 @@ fn entry_fields_at_their_limits() {
         (sectors, 8, 4096),
         (8, sectors - 8, 8192),
         (u64::MAX - 7, 8, 4096),
-        (8, u64::MAX & !7, 4096),
-        (8, 16, u32::MAX & !4095),
+        (8, !7, 4096),
+        (8, 16, !4095),
     ] {
         let mut data = img.data.clone();
         let e = LogEntry {
