@@ -5,7 +5,8 @@
 # usage: tests/vm/run.sh [--no-build (reuse the last kernel, module and bowctl)] [--disk-mib N] [--keep] SCENARIO...
 #
 # The guest gets /dev/vda and /dev/vdb of --disk-mib MiB (512) each, and
-# /dev/vdc of 1024 MiB for the large tests (restore speed).
+# /dev/vdc of 1024 MiB for the large tests (restore speed), and /dev/vdd of
+# 2048 MiB where the crash scenario leaves its recordings for the host.
 #
 # Exit status: 0 when every scenario passed and the console is clean, 1 when
 # any failed, timed out or the console shows a kernel report (BUG, WARNING,
@@ -61,10 +62,11 @@ run=$vm/last
 rm -rf "$run"
 mkdir -p "$run"
 drives=()
-for i in 1 2 3; do
+for i in 1 2 3 4; do
     img=$run/disk$i.img
     size=$disk_mib
     [ $i = 3 ] && size=$big_mib
+    [ $i = 4 ] && size=2048
     truncate -s "${size}M" "$img"
     drives+=(-drive "file=$img,format=raw,if=virtio,discard=unmap")
 done

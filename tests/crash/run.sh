@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The host half of the crash campaign (spec 7): reads the recordings that the
+# `crash` VM scenario left on /dev/vdd (target/vm/last/disk4.img), rebuilds the
+# crash states of each, restores them with the shared restore code, checks them
+# against the checkpoint image and runs fsck on a sample. Prints a table and
+# ends with "crash: N states, N passed, N failed".
+#
+# usage: tests/crash/run.sh [--limit N] [--subsets N] [--fsck-every N] [--seed N]
+#   --limit: cuts per phase and case before sampling (default 400; a large
+#            campaign: --limit 100000 --subsets 8)
+set -euo pipefail
+. "$(dirname "$0")/../../ci/lib.sh"
+cd "$BOW_ROOT"
+limit=400 subsets=2 fsck_every=40 seed=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --limit) limit=$2; shift ;;
+        --subsets) subsets=$2; shift ;;
+        --fsck-every) fsck_every=$2; shift ;;
+        --seed) seed=$2; shift ;;
+        *) die "unknown option $1" ;;
+    esac
+    shift
+done
+img=target/vm/last/disk4.img
+[ -f "$img" ] || die "no recordings: run tests/vm/run.sh crash first"
+out=target/crash
+rm -rf "$out"; mkdir -p "$out"
+cargo build --quiet --release --locked -p bow-crash
+tool=target/release/bow-crash
+start=$(date +%s)
+: > "$out/report.jsonl"
+status=0
+for slot in 0 1 2 3 4 5 6 7; do
+    meta=$(dd if="$img" bs=1M skip=$(( 1536 + slot )) count=1 2>/dev/null | tr -d '\0')
+    [ -n "$meta" ] || continue
+    get() { printf '%s\n' "$meta" | sed -n "s/^$1=//p"; }
+    label=$(get label)
+    printf '%s\n' "$meta" | grep -q '^end$' || { echo "FAILED: $label: incomplete record" >&2; status=1; continue; }
+    dir=$out/$label
+    mkdir -p "$dir"
+    printf '%s\n' "$meta" | grep -v '^free=' > "$dir/meta"
+    get free > "$dir/free"
+    dd if="$img" of="$dir/base.img" bs=1M skip=$(( 1024 + slot * 64 )) count="$(get mib)" 2>/dev/null
+    dd if="$img" of="$dir/log.bin" bs=1M skip=$(( slot * 128 )) count="$(get logmib)" 2>/dev/null
+    log "crash states of $label"
+    if ! "$tool" run "$dir" --fs "$(get fs)" --limit "$limit" --subsets "$subsets" \
+            --fsck-every "$fsck_every" --seed "$seed" >> "$out/report.jsonl"; then
+        status=1
+    fi
+done
+[ -s "$out/report.jsonl" ] || die "no cases recorded"
+secs=$(( $(date +%s) - start ))
+python3 - "$out/report.jsonl" "$secs" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"{'case':<16} {'phase':<8} {'entries':>8} {'tried':>6} {'passed':>6} {'failed':>6} {'no log':>6} {'fsck':>9}")
+t = p = f = 0
+for r in rows:
+    for ph in r["phases"]:
+        print(f"{r['label']:<16} {ph['phase']:<8} {r['entries']:>8} {ph['tried']:>6} {ph['passed']:>6} {ph['failed'] + ph['fsck_failed']:>6} {ph['no_log']:>6} {ph['fsck_runs'] - ph['fsck_failed']:>4}/{ph['fsck_runs']:<4}")
+        t += ph["tried"]; p += ph["passed"] - ph["fsck_failed"]; f += ph["failed"] + ph["fsck_failed"]
+    for fl in r["failures"][:5]:
+        print("FAILED:", fl)
+print(f"crash: {t} states, {p} passed, {f} failed ({sys.argv[2]} s on the host)")
+PY
+exit $status

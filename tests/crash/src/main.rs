@@ -1,0 +1,196 @@
+//! bow-crash: replays the crash states of recorded dm-bow runs and checks
+//! that restore returns the checkpoint image from each (spec 7).
+
+use anyhow::{Context, Result};
+use bow_crash::{check, plan, Builder, Case, Outcome, State, Verdict};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Try the crash states of one case directory.
+    Run {
+        case: PathBuf,
+        /// At most this many cuts per phase; beyond it, every flush/FUA
+        /// boundary plus random cuts.
+        #[arg(long, default_value_t = 400)]
+        limit: usize,
+        /// Random subsets of the last flush epoch per cut.
+        #[arg(long, default_value_t = 2)]
+        subsets: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Run fsck on every Nth restored state (0: never).
+        #[arg(long, default_value_t = 50)]
+        fsck_every: usize,
+        /// Filesystem type, for fsck: ext4 or xfs.
+        #[arg(long)]
+        fs: Option<String>,
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+    },
+    /// Rebuild one crash state (a reproducer), restore and check it.
+    State {
+        case: PathBuf,
+        /// K or K:SEED, as printed for a failing state.
+        state: State,
+        /// Write the crash image (before restore) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Serialize, Default, Clone)]
+struct PhaseReport {
+    phase: String,
+    tried: usize,
+    passed: usize,
+    failed: usize,
+    no_log: usize,
+    restored: usize,
+    fsck_runs: usize,
+    fsck_failed: usize,
+}
+
+#[derive(Serialize)]
+struct Report {
+    label: String,
+    entries: usize,
+    seconds: f64,
+    phases: Vec<PhaseReport>,
+    failures: Vec<String>,
+}
+
+fn fsck(fs: &str, img: &[u8], label: &str) -> Result<bool> {
+    let dir = std::env::temp_dir();
+    let p = dir.join(format!("bow-crash-{}-{}.img", label.replace('/', "_"), std::process::id()));
+    std::fs::write(&p, img)?;
+    let st = match fs {
+        "xfs" => std::process::Command::new("xfs_repair").args(["-n", "-f"]).arg(&p).output(),
+        _ => std::process::Command::new("e2fsck").args(["-f", "-n"]).arg(&p).output(),
+    }
+    .context("running fsck")?;
+    let _ = std::fs::remove_file(&p);
+    Ok(st.status.success())
+}
+
+fn run_case(dir: &Path, limit: usize, subsets: usize, seed: u64, fsck_every: usize, fs: Option<&str>, jobs: usize) -> Result<Report> {
+    let t0 = Instant::now();
+    let case = Case::load(dir)?;
+    // The checkpoint image: the frozen filesystem just before state 1.
+    let ckpt_image = case.prefix(case.pre);
+    let end = case.entries.len();
+    let phases = [("0->1", case.pre, case.ckpt), ("state 1", case.ckpt + 1, end)];
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for (name, from, to) in phases {
+        let states = plan(&case, from, to, limit, subsets, seed);
+        let chunks: Vec<&[State]> = states.chunks(states.len().div_ceil(jobs.max(1)).max(1)).collect();
+        let results: Vec<(PhaseReport, Vec<String>)> = std::thread::scope(|sc| {
+            let hs: Vec<_> = chunks
+                .iter()
+                .enumerate()
+                .map(|(ci, chunk)| {
+                    let (case, ckpt_image) = (&case, &ckpt_image);
+                    sc.spawn(move || {
+                        let mut r = PhaseReport::default();
+                        let mut fails = Vec::new();
+                        let mut b = Builder::new(case);
+                        for (i, &s) in chunk.iter().enumerate() {
+                            r.tried += 1;
+                            let (v, restored) = check(case, ckpt_image, b.build(s));
+                            match v {
+                                Verdict::Pass(o) => {
+                                    r.passed += 1;
+                                    if o == Outcome::NoLog { r.no_log += 1 } else { r.restored += 1 }
+                                    if let Some(fs) = fs {
+                                        if fsck_every > 0 && (i + ci) % fsck_every == 0 {
+                                            r.fsck_runs += 1;
+                                            if !fsck(fs, &restored, &case.label).unwrap_or(false) {
+                                                r.fsck_failed += 1;
+                                                fails.push(format!("{}: state {s}: fsck failed; reproduce: bow-crash state {} {s}", case.label, dir.display()));
+                                            }
+                                        }
+                                    }
+                                }
+                                Verdict::Fail(why) => {
+                                    r.failed += 1;
+                                    fails.push(format!("{}: state {s}: {why}; reproduce: bow-crash state {} {s}", case.label, dir.display()));
+                                }
+                            }
+                        }
+                        (r, fails)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("worker panicked")).collect()
+        });
+        let mut total = PhaseReport { phase: name.into(), ..Default::default() };
+        for (r, f) in results {
+            total.tried += r.tried;
+            total.passed += r.passed;
+            total.failed += r.failed;
+            total.no_log += r.no_log;
+            total.restored += r.restored;
+            total.fsck_runs += r.fsck_runs;
+            total.fsck_failed += r.fsck_failed;
+            failures.extend(f);
+        }
+        reports.push(total);
+    }
+    Ok(Report { label: case.label.clone(), entries: end, seconds: t0.elapsed().as_secs_f64(), phases: reports, failures })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run { case, limit, subsets, seed, fsck_every, fs, jobs } => {
+            run_case(&case, limit, subsets, seed, fsck_every, fs.as_deref(), jobs).map(|rep| {
+                for f in rep.failures.iter().take(20) {
+                    eprintln!("FAIL {f}");
+                }
+                let failed: usize = rep.phases.iter().map(|p| p.failed + p.fsck_failed).sum();
+                println!("{}", serde_json::to_string(&rep).unwrap_or_default());
+                failed == 0
+            })
+        }
+        Cmd::State { case, state, out } => (|| {
+            let c = Case::load(&case)?;
+            let ckpt_image = c.prefix(c.pre);
+            let img = c.state(state);
+            if let Some(o) = out {
+                std::fs::write(&o, &img)?;
+            }
+            let (v, _) = check(&c, &ckpt_image, img);
+            Ok(match v {
+                Verdict::Pass(o) => {
+                    println!("{}: state {state}: pass ({o:?})", c.label);
+                    true
+                }
+                Verdict::Fail(why) => {
+                    println!("{}: state {state}: FAIL: {why}", c.label);
+                    false
+                }
+            })
+        })(),
+    };
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("bow-crash: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

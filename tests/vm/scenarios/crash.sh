@@ -1,0 +1,118 @@
+# timeout: 1200
+# Records what bow sends to its disk for the crash campaign (spec 7, issue 5).
+# For each filesystem and workload: the disk as it was (base image), then
+# dm-log-writes below bow records every write, flush and FUA from the mount
+# through the checkpoint, a seeded workload and the unmount, and bow is
+# removed without a commit. The host (tests/crash/run.sh) then rebuilds
+# every crash state from the recording and restores it.
+#
+# /dev/vdd layout, read by the host:
+#   slot i log:   [i * 128 MiB, +128 MiB)
+#   slot i base:  1024 MiB + i * 64 MiB, 64 MiB
+#   slot i meta:  1536 MiB + i MiB, text (label, fs, bs, seed, free map)
+. /tests/lib.sh
+DISK=/dev/vda REC=/dev/vdd
+MIB=48
+LEN=$(( MIB * 2048 ))
+SEED=${BOW_CRASH_SEED:-1}
+insmod /lib/modules/dm-bow.ko || { fail insmod; finish; }
+
+# Deterministic data: the same seed gives the same bytes.
+data() { yes "$SEED:$1" | head -c "$2"; }
+
+# A tiny LCG, so the workloads are reproducible from the seed.
+R=$SEED
+rand() { R=$(( (R * 1103515245 + 12345) % 2147483648 )); echo $(( R % $1 )); }
+
+populate_seeded() {
+    local d=$1 i
+    mkdir -p $d/dir
+    for i in $(seq 1 40); do data f$i $(( ($(rand 16) + 1) * 4096 + $(rand 4096) )) > $d/dir/f$i; done
+    data big 4194304 > $d/big
+    data big2 2097152 > $d/big2
+}
+
+# Workloads: create, overwrite, append/truncate/delete/rename, large files.
+wl_create() {
+    local i
+    mkdir -p /mnt/a/new
+    for i in $(seq 1 30); do
+        data n$i $(( ($(rand 8) + 1) * 4096 )) > /mnt/a/new/n$i
+        [ $(( i % 5 )) = 0 ] && sync /mnt/a/new/n$i
+    done
+    sync
+}
+wl_overwrite() {
+    local i f
+    for i in $(seq 1 30); do
+        f=/mnt/a/dir/f$(( $(rand 40) + 1 ))
+        data o$i $(( $(rand 3) * 4096 + 512 )) | dd of=$f bs=512 seek=$(rand 16) conv=notrunc 2>/dev/null
+        [ $(( i % 6 )) = 0 ] && sync $f
+    done
+    data obig 1048576 | dd of=/mnt/a/big bs=4096 seek=$(( $(rand 700) )) conv=notrunc 2>/dev/null
+    sync
+}
+wl_mix() {
+    local i
+    for i in $(seq 1 12); do data a$i $(( $(rand 3) * 4096 + 100 )) >> /mnt/a/dir/f$i; done
+    sync /mnt/a/dir/f1
+    for i in $(seq 13 18); do truncate -s $(( $(rand 4) * 4096 )) /mnt/a/dir/f$i 2>/dev/null || : > /mnt/a/dir/f$i; done
+    rm -f /mnt/a/dir/f19 /mnt/a/dir/f20 /mnt/a/dir/f21
+    mv /mnt/a/dir/f22 /mnt/a/dir/renamed
+    mv /mnt/a/dir/f23 /mnt/a/moved
+    sync
+    data late 65536 > /mnt/a/dir/f24
+    sync /mnt/a/dir/f24
+}
+wl_large() {
+    data large 6291456 > /mnt/a/large
+    sync /mnt/a/large
+    data mid 2097152 | dd of=/mnt/a/large bs=1M seek=2 conv=notrunc 2>/dev/null
+    rm -f /mnt/a/big2
+    sync
+}
+
+slot=0
+for fs in ext4 xfs; do
+    for wl in create overwrite mix large; do
+        label=$fs-$wl
+        R=$(( SEED * 7919 + slot ))
+        dd if=/dev/zero of=$DISK bs=1M count=$MIB oflag=direct 2>/dev/null
+        case $fs in
+            ext4) mkfs.ext4 -q -F -b 4096 $DISK ${MIB}M ;;
+            xfs) mkfs.xfs -q -f -b size=4096 -d size=${MIB}m $DISK ;;
+        esac
+        mount $DISK /mnt/a && populate_seeded /mnt/a && umount /mnt/a
+        dd if=$DISK of=$REC bs=1M count=$MIB seek=$(( 1024 + slot * 64 )) iflag=direct oflag=direct 2>/dev/null
+        dmsetup create lwlog --table "0 $(( 128 * 2048 )) linear $REC $(( slot * 128 * 2048 ))"
+        dd if=/dev/zero of=/dev/mapper/lwlog bs=4096 count=1 oflag=direct 2>/dev/null
+        check "$label: log-writes below bow" dmsetup create lw --table "0 $LEN log-writes $DISK /dev/mapper/lwlog"
+        check "$label: bow over it" dmsetup create cb --table "0 $LEN bow /dev/mapper/lw 1 block_size:4096"
+        mount /dev/mapper/cb /mnt/a
+        fstrim /mnt/a
+        sync
+        fsfreeze --freeze /mnt/a
+        dmsetup message lw 0 mark pre-checkpoint
+        echo 1 > $(bow_sysfs cb)/state
+        dmsetup message lw 0 mark checkpoint
+        dmsetup message cb 0 free_map > /tmp/free
+        fsfreeze --unfreeze /mnt/a
+        t0=$(awk '{print int($1)}' /proc/uptime)
+        wl_$wl
+        umount /mnt/a
+        echo "$label: $(dmsetup status cb | cut -d' ' -f4-)"
+        check "$label: remove bow in state 1" dmsetup remove cb
+        entries=$(dmsetup status lw | awk '{print $4}')
+        logmib=$(dmsetup status lw | awk '{print int(($5 + 1) / 2048) + 1}')
+        check "$label: remove log-writes" dmsetup remove lw
+        dmsetup remove lwlog
+        check "$label: recorded $entries entries" [ "${entries:-0}" -gt 0 ]
+        { echo "label=$label"; echo "fs=$fs"; echo "bs=4096"; echo "seed=$SEED"; echo "mib=$MIB"; echo "logmib=$logmib"; echo "free=$(cat /tmp/free)"; echo "end"; } > /tmp/meta
+        dd if=/dev/zero of=$REC bs=1M count=1 seek=$(( 1536 + slot )) oflag=direct 2>/dev/null
+        dd if=/tmp/meta of=$REC bs=1M seek=$(( 1536 + slot )) conv=notrunc,fsync 2>/dev/null
+        slot=$(( slot + 1 ))
+    done
+done
+echo "recorded $slot cases"
+rmmod dm_bow
+finish
