@@ -3,6 +3,8 @@
 #   1. host: cargo test of the workspace (shared core, bowctl)
 #   2. kernel: builds the test kernel (cached) and the module
 #   3. VM: boots it once with every scenario; KUnit runs when the module loads
+#   4. crash campaign: the host replays the crash states the `crash` scenario
+#      recorded (tests/crash/run.sh); each case and phase counts as one check
 # Installs what it needs first (ci/setup.sh).
 set -uo pipefail
 . "$(dirname "$0")/../ci/lib.sh"
@@ -44,6 +46,22 @@ else
 fi
 if [ "$vm_status" != 0 ] && [ "$(grep -c $'\tfail$' "$res" 2>/dev/null || echo 0)" = 0 ]; then
     echo "FAILED: VM run exited $vm_status" >> "$report"
+    failed=$((failed + 1))
+fi
+
+# --- crash campaign (host half) ---------------------------------------------
+log "crash campaign: replaying the recorded crash states"
+crash_out=$BOW_ROOT/target/crash-run.log
+if bash tests/crash/run.sh > "$crash_out" 2>&1; then crash_status=0; else crash_status=$?; fi
+cat "$crash_out" | grep -v '^==>' || true
+rows=$(grep -cE '^[a-z0-9]+-[a-z]+ +(0->1|state 1) ' "$crash_out" || true)
+bad=$(awk '/^[a-z0-9]+-[a-z]+ +(0->1|state 1) / { if ($(NF-2) != 0) n++ } END { print n + 0 }' "$crash_out")
+if [ "${rows:-0}" -gt 0 ]; then
+    passed=$((passed + rows - bad)); failed=$((failed + bad))
+    grep '^FAILED' "$crash_out" >> "$report" || true
+fi
+if [ "$crash_status" != 0 ] && [ "$bad" = 0 ]; then
+    echo "FAILED: crash campaign exited $crash_status" >> "$report"
     failed=$((failed + 1))
 fi
 

@@ -172,5 +172,6 @@ if [ -n "$splats" ]; then
 else
     printf 'vm\tconsole-clean\tpass\n' >> "$results"
 fi
-[ "$keep" = 1 ] || rm -f "$run"/disk*.img
+# disk4 holds the crash recordings, which tests/crash/run.sh reads afterwards.
+[ "$keep" = 1 ] || rm -f "$run"/disk[123].img
 exit $status

@@ -39,7 +39,8 @@ pub struct Case {
 impl Case {
     /// Loads a case directory.
     pub fn load(dir: &Path) -> Result<Self> {
-        let read = |n: &str| std::fs::read(dir.join(n)).with_context(|| format!("{}/{n}", dir.display()));
+        let read =
+            |n: &str| std::fs::read(dir.join(n)).with_context(|| format!("{}/{n}", dir.display()));
         let meta = String::from_utf8(read("meta")?)?;
         let get = |k: &str| {
             meta.lines()
@@ -55,15 +56,27 @@ impl Case {
         let blocks = base.len() / bs as usize;
         let mut free = vec![false; blocks];
         for r in String::from_utf8(read("free")?)?.split_whitespace() {
-            let (s, l) = r.split_once('+').with_context(|| format!("bad free range {r}"))?;
+            let (s, l) = r
+                .split_once('+')
+                .with_context(|| format!("bad free range {r}"))?;
             let (s, l): (usize, usize) = (s.parse()?, l.parse()?);
             for f in free.iter_mut().skip(s).take(l) {
                 *f = true;
             }
         }
-        let pre = logwrites::find_mark(&entries, "pre-checkpoint").context("no pre-checkpoint mark")?;
+        let pre =
+            logwrites::find_mark(&entries, "pre-checkpoint").context("no pre-checkpoint mark")?;
         let ckpt = logwrites::find_mark(&entries, "checkpoint").context("no checkpoint mark")?;
-        Ok(Self { label, bs, base, log, entries, free, pre, ckpt })
+        Ok(Self {
+            label,
+            bs,
+            base,
+            log,
+            entries,
+            free,
+            pre,
+            ckpt,
+        })
     }
 
     fn apply(&self, img: &mut [u8], e: &Entry) {
@@ -134,7 +147,9 @@ impl Case {
     /// The first block not free at checkpoint that differs from `want`.
     pub fn first_diff(&self, got: &[u8], want: &[u8]) -> Option<u64> {
         let bs = self.bs as usize;
-        (0..self.free.len()).find(|&b| !self.free[b] && got[b * bs..(b + 1) * bs] != want[b * bs..(b + 1) * bs]).map(|b| b as u64)
+        (0..self.free.len())
+            .find(|&b| !self.free[b] && got[b * bs..(b + 1) * bs] != want[b * bs..(b + 1) * bs])
+            .map(|b| b as u64)
     }
 }
 
@@ -159,8 +174,14 @@ impl std::str::FromStr for State {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
         Ok(match s.split_once(':') {
-            None => Self { k: s.parse()?, subset: None },
-            Some((k, seed)) => Self { k: k.parse()?, subset: Some(seed.parse()?) },
+            None => Self {
+                k: s.parse()?,
+                subset: None,
+            },
+            Some((k, seed)) => Self {
+                k: k.parse()?,
+                subset: Some(seed.parse()?),
+            },
         })
     }
 }
@@ -178,7 +199,14 @@ pub enum Outcome {
 /// most `limit`, else every flush/FUA boundary plus random cuts, and in
 /// both cases up to `subsets` random subsets of the last epoch per cut
 /// that has unflushed writes.
-pub fn plan(case: &Case, from: usize, to: usize, limit: usize, subsets: usize, seed: u64) -> Vec<State> {
+pub fn plan(
+    case: &Case,
+    from: usize,
+    to: usize,
+    limit: usize,
+    subsets: usize,
+    seed: u64,
+) -> Vec<State> {
     let mut rng = Rng::new(seed);
     let mut ks: Vec<usize> = if to + 1 - from <= limit {
         (from..=to).collect()
@@ -198,10 +226,16 @@ pub fn plan(case: &Case, from: usize, to: usize, limit: usize, subsets: usize, s
     for k in ks {
         out.push(State { k, subset: None });
         let f = case.last_flush_before(k);
-        let unflushed = case.entries[f..k].iter().filter(|e| e.is_write() && e.flags & FUA == 0).count();
+        let unflushed = case.entries[f..k]
+            .iter()
+            .filter(|e| e.is_write() && e.flags & FUA == 0)
+            .count();
         if unflushed > 0 {
             for _ in 0..subsets {
-                out.push(State { k, subset: Some(rng.next_u64() >> 1) });
+                out.push(State {
+                    k,
+                    subset: Some(rng.next_u64() >> 1),
+                });
             }
         }
     }
@@ -222,7 +256,13 @@ pub struct Builder<'a> {
 impl<'a> Builder<'a> {
     /// Starts at the base image.
     pub fn new(case: &'a Case) -> Self {
-        Self { case, cur: case.base.clone(), cur_k: 0, flushed: case.base.clone(), flushed_k: 0 }
+        Self {
+            case,
+            cur: case.base.clone(),
+            cur_k: 0,
+            flushed: case.base.clone(),
+            flushed_k: 0,
+        }
     }
 
     /// The image of state `s`; states must come in ascending `k`.
@@ -260,7 +300,9 @@ pub fn check(case: &Case, ckpt_image: &[u8], mut img: Vec<u8>) -> (Verdict, Vec<
     let v = match case.restore(&mut img) {
         Err(e) => Verdict::Fail(format!("restore refused or failed: {e}")),
         Ok(o) => match case.first_diff(&img, ckpt_image) {
-            Some(b) => Verdict::Fail(format!("block {b} (not free at checkpoint) differs from the checkpoint image ({o:?})")),
+            Some(b) => Verdict::Fail(format!(
+                "block {b} (not free at checkpoint) differs from the checkpoint image ({o:?})"
+            )),
             None => Verdict::Pass(o),
         },
     };
@@ -276,7 +318,11 @@ impl Disk for Mem {
     fn read_at(&mut self, o: u64, b: &mut [u8]) -> Result<(), IoError> {
         let end = o as usize + b.len();
         if end > self.0.len() {
-            return Err(IoError { op: IoOp::Read, offset: o, errno: 5 });
+            return Err(IoError {
+                op: IoOp::Read,
+                offset: o,
+                errno: 5,
+            });
         }
         b.copy_from_slice(&self.0[o as usize..end]);
         Ok(())
@@ -284,7 +330,11 @@ impl Disk for Mem {
     fn write_at(&mut self, o: u64, b: &[u8]) -> Result<(), IoError> {
         let end = o as usize + b.len();
         if end > self.0.len() {
-            return Err(IoError { op: IoOp::Write, offset: o, errno: 5 });
+            return Err(IoError {
+                op: IoOp::Write,
+                offset: o,
+                errno: 5,
+            });
         }
         self.0[o as usize..end].copy_from_slice(b);
         Ok(())

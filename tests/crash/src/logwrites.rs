@@ -45,7 +45,10 @@ fn u64_at(b: &[u8], at: usize) -> Result<u64> {
 
 /// Parses the recording in `log`.
 pub fn parse(log: &[u8]) -> Result<Vec<Entry>> {
-    ensure!(u64_at(log, 0)? == MAGIC, "not a dm-log-writes recording (bad magic)");
+    ensure!(
+        u64_at(log, 0)? == MAGIC,
+        "not a dm-log-writes recording (bad magic)"
+    );
     ensure!(u64_at(log, 8)? == 1, "unknown dm-log-writes version");
     let n = u64_at(log, 16)?;
     let ss = u64::from(u32::from_le_bytes(
@@ -64,7 +67,11 @@ pub fn parse(log: &[u8]) -> Result<Vec<Entry>> {
             let raw = log
                 .get(p + 32..p + 32 + data_len as usize)
                 .with_context(|| format!("entry {i}: mark cut short"))?;
-            Some(String::from_utf8_lossy(raw).trim_end_matches('\0').to_owned())
+            Some(
+                String::from_utf8_lossy(raw)
+                    .trim_end_matches('\0')
+                    .to_owned(),
+            )
         } else {
             None
         };

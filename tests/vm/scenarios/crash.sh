@@ -15,6 +15,8 @@ DISK=/dev/vda REC=/dev/vdd
 MIB=48
 LEN=$(( MIB * 2048 ))
 SEED=${BOW_CRASH_SEED:-1}
+# fstests' escape hatch for mkfs.xfs's 300 MiB minimum on small test devices.
+export TEST_DIR=/mnt TEST_DEV=/dev/null QA_CHECK_FS=1
 insmod /lib/modules/dm-bow.ko || { fail insmod; finish; }
 
 # Deterministic data: the same seed gives the same bytes.
@@ -36,24 +38,28 @@ populate_seeded() {
 wl_create() {
     local i
     mkdir -p /mnt/a/new
-    for i in $(seq 1 30); do
+    for i in $(seq 1 90); do
         data n$i $(( ($(rand 8) + 1) * 4096 )) > /mnt/a/new/n$i
-        [ $(( i % 5 )) = 0 ] && sync /mnt/a/new/n$i
+        [ $(( i % 3 )) = 0 ] && sync /mnt/a/new/n$i
     done
     sync
 }
 wl_overwrite() {
     local i f
-    for i in $(seq 1 30); do
+    for i in $(seq 1 100); do
         f=/mnt/a/dir/f$(( $(rand 40) + 1 ))
         data o$i $(( $(rand 3) * 4096 + 512 )) | dd of=$f bs=512 seek=$(rand 16) conv=notrunc 2>/dev/null
-        [ $(( i % 6 )) = 0 ] && sync $f
+        [ $(( i % 4 )) = 0 ] && sync $f
     done
     data obig 1048576 | dd of=/mnt/a/big bs=4096 seek=$(( $(rand 700) )) conv=notrunc 2>/dev/null
     sync
 }
 wl_mix() {
-    local i
+    local i r
+    for r in 1 2 3; do
+        for i in $(seq 1 12); do data a$r$i $(( $(rand 3) * 4096 + 100 )) >> /mnt/a/dir/f$(( (i + r * 7) % 40 + 1 )); done
+        sync
+    done
     for i in $(seq 1 12); do data a$i $(( $(rand 3) * 4096 + 100 )) >> /mnt/a/dir/f$i; done
     sync /mnt/a/dir/f1
     for i in $(seq 13 18); do truncate -s $(( $(rand 4) * 4096 )) /mnt/a/dir/f$i 2>/dev/null || : > /mnt/a/dir/f$i; done
@@ -65,9 +71,13 @@ wl_mix() {
     sync /mnt/a/dir/f24
 }
 wl_large() {
-    data large 6291456 > /mnt/a/large
-    sync /mnt/a/large
+    local i
+    for i in 0 1 2 3 4 5 6 7; do
+        data large$i 1048576 | dd of=/mnt/a/large bs=1M seek=$i conv=notrunc 2>/dev/null
+        sync /mnt/a/large
+    done
     data mid 2097152 | dd of=/mnt/a/large bs=1M seek=2 conv=notrunc 2>/dev/null
+    data bigover 1048576 | dd of=/mnt/a/big bs=1M seek=1 conv=notrunc 2>/dev/null
     rm -f /mnt/a/big2
     sync
 }
@@ -79,21 +89,24 @@ for fs in ext4 xfs; do
         R=$(( SEED * 7919 + slot ))
         dd if=/dev/zero of=$DISK bs=1M count=$MIB oflag=direct 2>/dev/null
         case $fs in
-            ext4) mkfs.ext4 -q -F -b 4096 $DISK ${MIB}M ;;
-            xfs) mkfs.xfs -q -f -b size=4096 -d size=${MIB}m $DISK ;;
+            ext4) check "$label: mkfs" mkfs.ext4 -q -F -b 4096 $DISK ${MIB}M ;;
+            xfs) check "$label: mkfs" mkfs.xfs -q -f -b size=4096 -s size=4096 -d size=${MIB}m $DISK ;;
         esac
-        mount $DISK /mnt/a && populate_seeded /mnt/a && umount /mnt/a
+        check "$label: populate" sh -c "mount $DISK /mnt/a" && populate_seeded /mnt/a && umount /mnt/a
         dd if=$DISK of=$REC bs=1M count=$MIB seek=$(( 1024 + slot * 64 )) iflag=direct oflag=direct 2>/dev/null
         dmsetup create lwlog --table "0 $(( 128 * 2048 )) linear $REC $(( slot * 128 * 2048 ))"
         dd if=/dev/zero of=/dev/mapper/lwlog bs=4096 count=1 oflag=direct 2>/dev/null
         check "$label: log-writes below bow" dmsetup create lw --table "0 $LEN log-writes $DISK /dev/mapper/lwlog"
         check "$label: bow over it" dmsetup create cb --table "0 $LEN bow /dev/mapper/lw 1 block_size:4096"
-        mount /dev/mapper/cb /mnt/a
+        check "$label: mount through bow" mount /dev/mapper/cb /mnt/a
         fstrim /mnt/a
         sync
         fsfreeze --freeze /mnt/a
+        # dm-log-writes logs a completed write only at the next flush: flush
+        # (fsync of the device) so everything the freeze wrote is before the mark.
+        dd if=/dev/null of=/dev/mapper/cb conv=fsync 2>/dev/null
         dmsetup message lw 0 mark pre-checkpoint
-        echo 1 > $(bow_sysfs cb)/state
+        check "$label: checkpoint" sh -c "echo 1 > $(bow_sysfs cb)/state"
         dmsetup message lw 0 mark checkpoint
         dmsetup message cb 0 free_map > /tmp/free
         fsfreeze --unfreeze /mnt/a
