@@ -53,9 +53,9 @@ fi
 log "crash campaign: replaying the recorded crash states"
 crash_out=$BOW_ROOT/target/crash-run.log
 if bash tests/crash/run.sh > "$crash_out" 2>&1; then crash_status=0; else crash_status=$?; fi
-cat "$crash_out" | grep -v '^==>' || true
-rows=$(grep -cE '^[a-z0-9]+-[a-z]+ +(0->1|state 1) ' "$crash_out" || true)
-bad=$(awk '/^[a-z0-9]+-[a-z]+ +(0->1|state 1) / { if ($(NF-2) != 0) n++ } END { print n + 0 }' "$crash_out")
+grep -v -e '^==>' -e '^crash-rows:' "$crash_out" || true
+read -r rows bad < <(sed -n 's/^crash-rows: //p' "$crash_out") || true
+rows=${rows:-0} bad=${bad:-0}
 if [ "${rows:-0}" -gt 0 ]; then
     passed=$((passed + rows - bad)); failed=$((failed + bad))
     grep '^FAILED' "$crash_out" >> "$report" || true

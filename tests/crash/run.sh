@@ -31,8 +31,8 @@ tool=target/release/bow-crash
 start=$(date +%s)
 : > "$out/report.jsonl"
 status=0
-for slot in 0 1 2 3 4 5 6 7; do
-    meta=$(dd if="$img" bs=1M skip=$(( 1536 + slot )) count=1 2>/dev/null | tr -d '\0')
+for slot in 0 1 2 3 4 5 6 7 8; do
+    meta=$(dd if="$img" bs=1M skip=$(( 2560 + slot )) count=1 2>/dev/null | tr -d '\0')
     [ -n "$meta" ] || continue
     get() { printf '%s\n' "$meta" | sed -n "s/^$1=//p"; }
     label=$(get label)
@@ -41,7 +41,10 @@ for slot in 0 1 2 3 4 5 6 7; do
     mkdir -p "$dir"
     printf '%s\n' "$meta" | grep -v '^free=' > "$dir/meta"
     get free > "$dir/free"
-    dd if="$img" of="$dir/base.img" bs=1M skip=$(( 1024 + slot * 64 )) count="$(get mib)" 2>/dev/null
+    dd if="$img" of="$dir/base.img" bs=1M skip=$(( 1280 + slot * 64 )) count="$(get mib)" 2>/dev/null
+    if [ "$(get commit)" = 1 ]; then
+        dd if="$img" of="$dir/view.img" bs=1M skip=$(( 1920 + slot * 64 )) count="$(get mib)" 2>/dev/null
+    fi
     dd if="$img" of="$dir/log.bin" bs=1M skip=$(( slot * 128 )) count="$(get logmib)" 2>/dev/null
     log "crash states of $label"
     if ! "$tool" run "$dir" --fs "$(get fs)" --limit "$limit" --subsets "$subsets" \
@@ -55,14 +58,18 @@ python3 - "$out/report.jsonl" "$secs" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print(f"{'case':<16} {'phase':<8} {'entries':>8} {'tried':>6} {'passed':>6} {'failed':>6} {'no log':>6} {'fsck':>9}")
-t = p = f = 0
+t = p = f = rows_n = bad_rows = 0
 for r in rows:
-    note = "" if r.get("baseline_fsck_clean", True) else "  (fsck -n of the frozen checkpoint image itself reports its unreplayed log; restored states must report the same)"
     for ph in r["phases"]:
-        print(f"{r['label']:<16} {ph['phase']:<8} {r['entries']:>8} {ph['tried']:>6} {ph['passed']:>6} {ph['failed'] + ph['fsck_failed']:>6} {ph['no_log']:>6} {ph['fsck_runs'] - ph['fsck_failed']:>4}/{ph['fsck_runs']:<4}{note}")
-        t += ph["tried"]; p += ph["passed"] - ph["fsck_failed"]; f += ph["failed"] + ph["fsck_failed"]
+        failed = ph['failed'] + ph['fsck_failed']
+        print(f"{r['label']:<16} {ph['phase']:<8} {r['entries']:>8} {ph['tried']:>6} {ph['passed']:>6} {failed:>6} {ph['no_log']:>6} {ph['fsck_runs'] - ph['fsck_failed']:>4}/{ph['fsck_runs']:<4}")
+        t += ph["tried"]; p += ph["passed"] - ph["fsck_failed"]; f += failed
+        rows_n += 1; bad_rows += failed > 0
+    if r.get("baseline_fsck_clean") is False:
+        print(f"  note: fsck -n of {r['label']}'s frozen checkpoint image itself reports its unreplayed log; restored states must report the same")
     for fl in r["failures"][:5]:
         print("FAILED:", fl)
 print(f"crash: {t} states, {p} passed, {f} failed ({sys.argv[2]} s on the host)")
+print(f"crash-rows: {rows_n} {bad_rows}")
 PY
 exit $status

@@ -6,7 +6,7 @@
 #
 # The guest gets /dev/vda and /dev/vdb of --disk-mib MiB (512) each, and
 # /dev/vdc of 1024 MiB for the large tests (restore speed), and /dev/vdd of
-# 2048 MiB where the crash scenario leaves its recordings for the host.
+# 3072 MiB where the crash scenario leaves its recordings for the host.
 #
 # Exit status: 0 when every scenario passed and the console is clean, 1 when
 # any failed, timed out or the console shows a kernel report (BUG, WARNING,
@@ -66,7 +66,7 @@ for i in 1 2 3 4; do
     img=$run/disk$i.img
     size=$disk_mib
     [ $i = 3 ] && size=$big_mib
-    [ $i = 4 ] && size=2048
+    [ $i = 4 ] && size=3072
     truncate -s "${size}M" "$img"
     drives+=(-drive "file=$img,format=raw,if=virtio,discard=unmap")
 done

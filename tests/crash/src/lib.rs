@@ -34,6 +34,9 @@ pub struct Case {
     /// Index of the `pre-checkpoint` and `checkpoint` marks.
     pub pre: usize,
     pub ckpt: usize,
+    /// For a run that commits: the `pre-commit` and `commit` marks and the
+    /// device as the filesystem saw it just before the commit (`view.img`).
+    pub commit: Option<(usize, usize, Vec<u8>)>,
 }
 
 impl Case {
@@ -67,6 +70,13 @@ impl Case {
         let pre =
             logwrites::find_mark(&entries, "pre-checkpoint").context("no pre-checkpoint mark")?;
         let ckpt = logwrites::find_mark(&entries, "checkpoint").context("no checkpoint mark")?;
+        let commit = match (
+            logwrites::find_mark(&entries, "pre-commit"),
+            logwrites::find_mark(&entries, "commit"),
+        ) {
+            (Some(a), Some(b)) => Some((a, b, read("view.img")?)),
+            _ => None,
+        };
         Ok(Self {
             label,
             bs,
@@ -76,6 +86,7 @@ impl Case {
             free,
             pre,
             ckpt,
+            commit,
         })
     }
 
@@ -295,15 +306,46 @@ pub enum Verdict {
     Fail(String),
 }
 
-/// Restores the crash image `img` and compares it with the checkpoint image.
-pub fn check(case: &Case, ckpt_image: &[u8], mut img: Vec<u8>) -> (Verdict, Vec<u8>) {
+/// What a crash state must come back as.
+#[derive(Clone, Copy)]
+pub enum Expect<'a> {
+    /// The checkpoint image, on every block not free at checkpoint.
+    Checkpoint(&'a [u8]),
+    /// During a commit: the checkpoint image while the log is still there,
+    /// else (the commit is durable) exactly the committed view, every block.
+    CheckpointOrCommitted(&'a [u8], &'a [u8]),
+    /// After the commit: never a log again.
+    NoLog,
+}
+
+/// Restores the crash image `img` and checks it against `want`.
+pub fn check(case: &Case, want: Expect<'_>, mut img: Vec<u8>) -> (Verdict, Vec<u8>) {
     let v = match case.restore(&mut img) {
         Err(e) => Verdict::Fail(format!("restore refused or failed: {e}")),
-        Ok(o) => match case.first_diff(&img, ckpt_image) {
-            Some(b) => Verdict::Fail(format!(
-                "block {b} (not free at checkpoint) differs from the checkpoint image ({o:?})"
-            )),
-            None => Verdict::Pass(o),
+        Ok(o) => match (want, o) {
+            (Expect::NoLog, Outcome::Restored) => {
+                Verdict::Fail("a log came back after the commit".into())
+            }
+            (Expect::NoLog, Outcome::NoLog) => Verdict::Pass(o),
+            (Expect::CheckpointOrCommitted(_, view), Outcome::NoLog) => {
+                match (0..img.len() / case.bs as usize).find(|&b| {
+                    let r = b * case.bs as usize..(b + 1) * case.bs as usize;
+                    img[r.clone()] != view[r]
+                }) {
+                    Some(b) => Verdict::Fail(format!(
+                        "commit durable (no log) but block {b} differs from the committed view"
+                    )),
+                    None => Verdict::Pass(o),
+                }
+            }
+            (Expect::Checkpoint(ck) | Expect::CheckpointOrCommitted(ck, _), _) => {
+                match case.first_diff(&img, ck) {
+                    Some(b) => Verdict::Fail(format!(
+                        "block {b} (not free at checkpoint) differs from the checkpoint image ({o:?})"
+                    )),
+                    None => Verdict::Pass(o),
+                }
+            }
         },
     };
     (v, img)

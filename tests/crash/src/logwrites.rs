@@ -6,7 +6,7 @@
 use anyhow::{bail, ensure, Context, Result};
 
 /// `WRITE_LOG_MAGIC`.
-pub const MAGIC: u64 = 0x6a73_6677_7368_72;
+pub const MAGIC: u64 = 0x006a_7366_7773_6872;
 /// The bio had PREFLUSH (or was an empty flush).
 pub const FLUSH: u64 = 1 << 0;
 /// The bio had FUA.

@@ -2,7 +2,7 @@
 //! that restore returns the checkpoint image from each (spec 7).
 
 use anyhow::{Context, Result};
-use bow_crash::{check, plan, Builder, Case, Outcome, State, Verdict};
+use bow_crash::{check, plan, Builder, Case, Expect, Outcome, State, Verdict};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -135,13 +135,33 @@ fn run_case(
         _ => None,
     };
     let end = case.entries.len();
-    let phases = [
-        ("0->1", case.pre, case.ckpt),
-        ("state 1", case.ckpt + 1, end),
-    ];
+    let mut phases = vec![("0->1", case.pre, case.ckpt, Expect::Checkpoint(&ckpt_image))];
+    match &case.commit {
+        None => phases.push((
+            "state 1",
+            case.ckpt + 1,
+            end,
+            Expect::Checkpoint(&ckpt_image),
+        )),
+        Some((pc, c, view)) => {
+            phases.push((
+                "state 1",
+                case.ckpt + 1,
+                *pc,
+                Expect::Checkpoint(&ckpt_image),
+            ));
+            phases.push((
+                "1->2",
+                *pc + 1,
+                *c,
+                Expect::CheckpointOrCommitted(&ckpt_image, view),
+            ));
+            phases.push(("state 2", *c + 1, end, Expect::NoLog));
+        }
+    }
     let mut reports = Vec::new();
     let mut failures = Vec::new();
-    for (name, from, to) in phases {
+    for (name, from, to, want) in phases {
         let states = plan(&case, from, to, limit, subsets, seed);
         let chunks: Vec<&[State]> = states
             .chunks(states.len().div_ceil(jobs.max(1)).max(1))
@@ -151,19 +171,19 @@ fn run_case(
                 .iter()
                 .enumerate()
                 .map(|(ci, chunk)| {
-                    let (case, ckpt_image, baseline) = (&case, &ckpt_image, &baseline);
+                    let (case, baseline) = (&case, &baseline);
                     sc.spawn(move || {
                         let mut r = PhaseReport::default();
                         let mut fails = Vec::new();
                         let mut b = Builder::new(case);
                         for (i, &s) in chunk.iter().enumerate() {
                             r.tried += 1;
-                            let (v, restored) = check(case, ckpt_image, b.build(s));
+                            let (v, restored) = check(case, want, b.build(s));
                             match v {
                                 Verdict::Pass(o) => {
                                     r.passed += 1;
                                     if o == Outcome::NoLog { r.no_log += 1 } else { r.restored += 1 }
-                                    if let (Some(fs), Some(base)) = (fs, baseline) {
+                                    if let (Some(fs), Some(base), Expect::Checkpoint(_)) = (fs, baseline, want) {
                                         if (i + ci) % fsck_every == 0 {
                                             r.fsck_runs += 1;
                                             let got = fsck(fs, &restored, &case.label, ci).unwrap_or((false, String::new()));
@@ -240,7 +260,14 @@ fn main() -> ExitCode {
             if let Some(o) = out {
                 std::fs::write(&o, &img)?;
             }
-            let (v, _) = check(&c, &ckpt_image, img);
+            let want = match &c.commit {
+                Some((pc, cm, view)) if state.k > *pc && state.k <= *cm => {
+                    Expect::CheckpointOrCommitted(&ckpt_image, view)
+                }
+                Some((_, cm, _)) if state.k > *cm => Expect::NoLog,
+                _ => Expect::Checkpoint(&ckpt_image),
+            };
+            let (v, _) = check(&c, want, img);
             Ok(match v {
                 Verdict::Pass(o) => {
                     println!("{}: state {state}: pass ({o:?})", c.label);

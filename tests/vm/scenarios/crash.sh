@@ -6,10 +6,14 @@
 # removed without a commit. The host (tests/crash/run.sh) then rebuilds
 # every crash state from the recording and restores it.
 #
+# One more run commits instead: its recording also covers 1->2 and state 2,
+# with the device as the filesystem saw it just before the commit (view).
+#
 # /dev/vdd layout, read by the host:
 #   slot i log:   [i * 128 MiB, +128 MiB)
-#   slot i base:  1024 MiB + i * 64 MiB, 64 MiB
-#   slot i meta:  1536 MiB + i MiB, text (label, fs, bs, seed, free map)
+#   slot i base:  1280 MiB + i * 64 MiB
+#   slot i view:  1920 MiB + i * 64 MiB (commit runs)
+#   slot i meta:  2560 MiB + i MiB, text (label, fs, bs, seed, free map)
 . /tests/lib.sh
 DISK=/dev/vda REC=/dev/vdd
 MIB=48
@@ -83,9 +87,10 @@ wl_large() {
 }
 
 slot=0
-for fs in ext4 xfs; do
-    for wl in create overwrite mix large; do
-        label=$fs-$wl
+for run in ext4:create ext4:overwrite ext4:mix ext4:large xfs:create xfs:overwrite xfs:mix xfs:large ext4:commit; do
+        fs=${run%:*} wl=${run#*:} commit=0
+        [ $wl = commit ] && wl=mix commit=1
+        label=$fs-${run#*:}
         R=$(( SEED * 7919 + slot ))
         dd if=/dev/zero of=$DISK bs=1M count=$MIB oflag=direct 2>/dev/null
         case $fs in
@@ -93,7 +98,7 @@ for fs in ext4 xfs; do
             xfs) check "$label: mkfs" mkfs.xfs -q -f -b size=4096 -s size=4096 -d size=${MIB}m $DISK ;;
         esac
         check "$label: populate" sh -c "mount $DISK /mnt/a" && populate_seeded /mnt/a && umount /mnt/a
-        dd if=$DISK of=$REC bs=1M count=$MIB seek=$(( 1024 + slot * 64 )) iflag=direct oflag=direct 2>/dev/null
+        dd if=$DISK of=$REC bs=1M count=$MIB seek=$(( 1280 + slot * 64 )) iflag=direct oflag=direct 2>/dev/null
         dmsetup create lwlog --table "0 $(( 128 * 2048 )) linear $REC $(( slot * 128 * 2048 ))"
         dd if=/dev/zero of=/dev/mapper/lwlog bs=4096 count=1 oflag=direct 2>/dev/null
         check "$label: log-writes below bow" dmsetup create lw --table "0 $LEN log-writes $DISK /dev/mapper/lwlog"
@@ -112,19 +117,29 @@ for fs in ext4 xfs; do
         fsfreeze --unfreeze /mnt/a
         t0=$(awk '{print int($1)}' /proc/uptime)
         wl_$wl
+        if [ $commit = 1 ]; then
+            fsfreeze --freeze /mnt/a
+            dd if=/dev/null of=/dev/mapper/cb conv=fsync 2>/dev/null
+            dd if=/dev/mapper/cb of=$REC bs=1M count=$MIB seek=$(( 1920 + slot * 64 )) iflag=direct oflag=direct 2>/dev/null
+            dmsetup message lw 0 mark pre-commit
+            check "$label: commit" sh -c "echo 2 > $(bow_sysfs cb)/state"
+            dmsetup message lw 0 mark commit
+            fsfreeze --unfreeze /mnt/a
+            data after 262144 > /mnt/a/after
+            sync
+        fi
         umount /mnt/a
         echo "$label: $(dmsetup status cb | cut -d' ' -f4-)"
-        check "$label: remove bow in state 1" dmsetup remove cb
+        check "$label: remove bow" dmsetup remove cb
         entries=$(dmsetup status lw | awk '{print $4}')
         logmib=$(dmsetup status lw | awk '{print int(($5 + 1) / 2048) + 1}')
         check "$label: remove log-writes" dmsetup remove lw
         dmsetup remove lwlog
         check "$label: recorded $entries entries" [ "${entries:-0}" -gt 0 ]
-        { echo "label=$label"; echo "fs=$fs"; echo "bs=4096"; echo "seed=$SEED"; echo "mib=$MIB"; echo "logmib=$logmib"; echo "free=$(cat /tmp/free)"; echo "end"; } > /tmp/meta
-        dd if=/dev/zero of=$REC bs=1M count=1 seek=$(( 1536 + slot )) oflag=direct 2>/dev/null
-        dd if=/tmp/meta of=$REC bs=1M seek=$(( 1536 + slot )) conv=notrunc,fsync 2>/dev/null
+        { echo "label=$label"; echo "fs=$fs"; echo "bs=4096"; echo "seed=$SEED"; echo "commit=$commit"; echo "mib=$MIB"; echo "logmib=$logmib"; echo "free=$(cat /tmp/free)"; echo "end"; } > /tmp/meta
+        dd if=/dev/zero of=$REC bs=1M count=1 seek=$(( 2560 + slot )) oflag=direct 2>/dev/null
+        dd if=/tmp/meta of=$REC bs=1M seek=$(( 2560 + slot )) conv=notrunc,fsync 2>/dev/null
         slot=$(( slot + 1 ))
-    done
 done
 echo "recorded $slot cases"
 rmmod dm_bow
