@@ -725,10 +725,15 @@ pub fn plan(log: &Log) -> Vec<Step> {
     let spb = u64::from(bs / SECTOR_SIZE);
     let max_blocks = (MAX_COPY / u64::from(bs)).max(1);
     let mut steps = Vec::new();
+    // Blocks read by copies since the last fence: a restart would read them
+    // again, so they must not change before a new fence. The set carries
+    // over into the next (older) log block: until a sync makes the switch
+    // of block 0 to the older log durable, a restart may replay the newer
+    // block's entries, so a copy that would overwrite what they read gets a
+    // fence first (whose sync makes the switch durable). This spares a sync
+    // per log block.
+    let mut read_since_fence: BTreeSet<u64> = BTreeSet::new();
     for (bi, block) in log.blocks.iter().enumerate() {
-        // Blocks read by copies since the last fence: a restart would read
-        // them again, so they must not change before a new fence.
-        let mut read_since_fence: BTreeSet<u64> = BTreeSet::new();
         let mut run: Option<Run> = None;
         for (i, e) in block.entries.iter().enumerate().rev() {
             let i = i as u32;
@@ -774,8 +779,8 @@ pub fn plan(log: &Log) -> Vec<Step> {
         if let Some(r) = run.take() {
             steps.push(r.step(spb, bs));
         }
-        steps.push(Step::Sync);
     }
+    steps.push(Step::Sync);
     steps
 }
 
