@@ -387,6 +387,10 @@ fn inspect_text_and_json() {
         img.saved_log_blocks.len() as u64 + 1
     );
     assert_eq!(v["entries"].as_array().unwrap().len() as u64, entries);
+    // Fields keep their documented order (scripts grep the pretty output).
+    let text = String::from_utf8_lossy(&out.get_output().stdout).replace([' ', '\n'], "");
+    assert!(text.contains("\"entries\":[{\"sequence\":"), "{text:.300}");
+    assert!(text.contains(",\"index\":0,\"source\":0,"));
     assert!(std::fs::read(&p).unwrap() == img.data, "inspect wrote");
 }
 
