@@ -3,6 +3,7 @@
 //! Only with the `model` feature; never in the kernel.
 
 use crate::format::{entries_per_block, entry_checksum, LogEntry, LogHeader, SECTOR_SIZE};
+use crate::restore::{Disk, IoError, IoOp};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -34,6 +35,58 @@ impl Rng {
             let v = self.next_u64().to_le_bytes();
             c.copy_from_slice(&v[..c.len()]);
         }
+    }
+}
+
+/// A device held in memory. Reads and writes outside it fail with EIO. A
+/// write while `writable` is false panics, so a test catches any write
+/// where none may happen (validation, a refused log).
+#[derive(Debug, Clone)]
+pub struct MemDisk {
+    /// The device's bytes.
+    pub data: Vec<u8>,
+    /// Whether writes are allowed.
+    pub writable: bool,
+}
+
+impl MemDisk {
+    /// A writable device holding `data`.
+    pub fn new(data: Vec<u8>) -> Self {
+        Self {
+            data,
+            writable: true,
+        }
+    }
+
+    fn range(&self, op: IoOp, o: u64, len: usize) -> Result<core::ops::Range<usize>, IoError> {
+        match o.checked_add(len as u64) {
+            Some(end) if end <= self.data.len() as u64 => Ok(o as usize..end as usize),
+            _ => Err(IoError {
+                op,
+                offset: o,
+                errno: 5,
+            }),
+        }
+    }
+}
+
+impl Disk for MemDisk {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn read_at(&mut self, o: u64, b: &mut [u8]) -> Result<(), IoError> {
+        let r = self.range(IoOp::Read, o, b.len())?;
+        b.copy_from_slice(&self.data[r]);
+        Ok(())
+    }
+    fn write_at(&mut self, o: u64, b: &[u8]) -> Result<(), IoError> {
+        assert!(self.writable, "wrote to a device that must not be written");
+        let r = self.range(IoOp::Write, o, b.len())?;
+        self.data[r].copy_from_slice(b);
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), IoError> {
+        Ok(())
     }
 }
 

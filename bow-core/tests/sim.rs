@@ -9,32 +9,14 @@
 
 use bow_core::format::{entries_per_block, entry_checksum, LogEntry, LogHeader};
 use bow_core::rangemap::{self, model::MapStore, Kind};
-use bow_core::restore::{self, Disk, IoError};
+use bow_core::restore;
+use bow_core::testimg::MemDisk;
 use proptest::prelude::*;
 
 const BS: u32 = 512;
 
-struct Mem(Vec<u8>);
-
-impl Disk for Mem {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&mut self, o: u64, b: &mut [u8]) -> Result<(), IoError> {
-        b.copy_from_slice(&self.0[o as usize..o as usize + b.len()]);
-        Ok(())
-    }
-    fn write_at(&mut self, o: u64, b: &[u8]) -> Result<(), IoError> {
-        self.0[o as usize..o as usize + b.len()].copy_from_slice(b);
-        Ok(())
-    }
-    fn sync(&mut self) -> Result<(), IoError> {
-        Ok(())
-    }
-}
-
 struct Sim {
-    disk: Mem,
+    disk: MemDisk,
     map: MapStore,
     blocks: u64,
     live0: u64,
@@ -46,11 +28,11 @@ struct Sim {
 impl Sim {
     fn block(&self, b: u64) -> Vec<u8> {
         let o = (b * BS as u64) as usize;
-        self.disk.0[o..o + BS as usize].to_vec()
+        self.disk.data[o..o + BS as usize].to_vec()
     }
     fn put(&mut self, b: u64, data: &[u8]) {
         let o = (b * BS as u64) as usize;
-        self.disk.0[o..o + BS as usize].copy_from_slice(data);
+        self.disk.data[o..o + BS as usize].copy_from_slice(data);
     }
     fn kind(&mut self, b: u64) -> Kind {
         rangemap::Store::containing(&mut self.map, b).unwrap().kind
@@ -200,7 +182,7 @@ proptest! {
         let mut dev = vec![0u8; (blocks * BS as u64) as usize];
         let mut x = seed | 1;
         for b in dev.iter_mut() { x ^= x << 13; x ^= x >> 7; x ^= x << 17; *b = x as u8; }
-        let mut sim = Sim { disk: Mem(dev), map: MapStore::default(), blocks, live0: 0,
+        let mut sim = Sim { disk: MemDisk::new(dev), map: MapStore::default(), blocks, live0: 0,
                             header: LogHeader::new(BS, 0, 0), log: vec![], hint: 0 };
         rangemap::init(&mut sim.map, blocks).unwrap();
         // State 0: whole-device trim of a middle region plus random ops.
@@ -216,7 +198,7 @@ proptest! {
         }
         sim.map.check(blocks);
         let free_at_ckpt: Vec<bool> = sim.map.blocks().iter().map(|k| *k == Kind::Free).collect();
-        let image = sim.disk.0.clone();
+        let image = sim.disk.data.clone();
         prop_assume!(sim.checkpoint().is_some());
         for (b, v) in after {
             // ENOSPC leaves everything as it was; go on like a filesystem would.
@@ -229,7 +211,7 @@ proptest! {
         for (b, free) in free_at_ckpt.iter().enumerate() {
             if !free {
                 let r = b * BS as usize..(b + 1) * BS as usize;
-                prop_assert_eq!(&disk.0[r.clone()], &image[r], "block {}", b);
+                prop_assert_eq!(&disk.data[r.clone()], &image[r], "block {}", b);
             }
         }
         // A second restore finds nothing to do.

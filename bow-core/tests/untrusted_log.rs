@@ -5,40 +5,8 @@
 //! log that still validates must replay.
 
 use bow_core::format::{LogEntry, LogHeader};
-use bow_core::restore::{self, Disk, IoError, IoOp};
-use bow_core::testimg::{Image, Rng};
-
-struct Dev {
-    data: Vec<u8>,
-    writable: bool,
-}
-
-impl Disk for Dev {
-    fn size(&self) -> u64 {
-        self.data.len() as u64
-    }
-    fn read_at(&mut self, o: u64, b: &mut [u8]) -> Result<(), IoError> {
-        match o.checked_add(b.len() as u64) {
-            Some(e) if e <= self.size() => {
-                b.copy_from_slice(&self.data[o as usize..e as usize]);
-                Ok(())
-            }
-            _ => Err(IoError {
-                op: IoOp::Read,
-                offset: o,
-                errno: 5,
-            }),
-        }
-    }
-    fn write_at(&mut self, o: u64, b: &[u8]) -> Result<(), IoError> {
-        assert!(self.writable, "validation wrote");
-        self.data[o as usize..o as usize + b.len()].copy_from_slice(b);
-        Ok(())
-    }
-    fn sync(&mut self) -> Result<(), IoError> {
-        Ok(())
-    }
-}
+use bow_core::restore;
+use bow_core::testimg::{Image, MemDisk, Rng};
 
 /// Damages `d` in a way aimed at the log: a random field of a header or an
 /// entry in block 0 or a saved log block set to an interesting value, or
@@ -115,7 +83,7 @@ fn damaged_logs_never_panic_never_write() {
                     let keep = rng.below(data.len() as u64) as usize;
                     data.truncate(keep);
                 }
-                let mut d = Dev {
+                let mut d = MemDisk {
                     data: data.clone(),
                     writable: false,
                 };
@@ -130,7 +98,7 @@ fn damaged_logs_never_panic_never_write() {
                         invalid += 1;
                         assert!(!e.to_string().is_empty());
                         assert!(d.data == data, "refused log, but the device changed");
-                        let mut r = Dev {
+                        let mut r = MemDisk {
                             data,
                             writable: true,
                         };
@@ -167,7 +135,7 @@ fn entry_fields_at_their_limits() {
             checksum: 0,
         };
         e.encode_at(&mut data[..4096], 0).unwrap();
-        let mut d = Dev {
+        let mut d = MemDisk {
             data: data.clone(),
             writable: false,
         };

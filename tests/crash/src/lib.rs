@@ -11,9 +11,9 @@
 
 pub mod logwrites;
 
-use anyhow::{bail, Context, Result};
-use bow_core::restore::{self, Disk, IoError, IoOp};
-use bow_core::testimg::Rng;
+use anyhow::{Context, Result};
+use bow_core::restore;
+use bow_core::testimg::{MemDisk, Rng};
 use logwrites::{Entry, FLUSH, FUA};
 use std::path::Path;
 
@@ -108,17 +108,9 @@ impl Case {
         img
     }
 
-    /// The crash state `s`.
+    /// The crash state `s` (a reproducer rebuilds one state this way).
     pub fn state(&self, s: State) -> Vec<u8> {
-        match s.subset {
-            None => self.prefix(s.k),
-            Some(seed) => {
-                let f = self.last_flush_before(s.k);
-                let mut img = self.prefix(f);
-                self.lose_some(&mut img, f, s.k, seed);
-                img
-            }
-        }
+        Builder::new(self).build(s)
     }
 
     /// One past the last flush entry before `k` (0 if none): every entry
@@ -143,7 +135,7 @@ impl Case {
 
     /// Restores `img` in place; returns what happened.
     pub fn restore(&self, img: &mut Vec<u8>) -> Result<Outcome, restore::Error> {
-        let mut d = Mem(std::mem::take(img));
+        let mut d = MemDisk::new(std::mem::take(img));
         let r = match restore::validate(&mut d)? {
             None => Outcome::NoLog,
             Some(log) => {
@@ -151,7 +143,7 @@ impl Case {
                 Outcome::Restored
             }
         };
-        *img = d.0;
+        *img = d.data;
         Ok(r)
     }
 
@@ -219,7 +211,7 @@ pub fn plan(
     seed: u64,
 ) -> Vec<State> {
     let mut rng = Rng::new(seed);
-    let mut ks: Vec<usize> = if to + 1 - from <= limit {
+    let ks: Vec<usize> = if to + 1 - from <= limit {
         (from..=to).collect()
     } else {
         let mut v: Vec<usize> = (from..=to)
@@ -232,7 +224,6 @@ pub fn plan(
         v.dedup();
         v
     };
-    ks.truncate(limit.max(1) * 2);
     let mut out = Vec::new();
     for k in ks {
         out.push(State { k, subset: None });
@@ -349,47 +340,4 @@ pub fn check(case: &Case, want: Expect<'_>, mut img: Vec<u8>) -> (Verdict, Vec<u
         },
     };
     (v, img)
-}
-
-struct Mem(Vec<u8>);
-
-impl Disk for Mem {
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&mut self, o: u64, b: &mut [u8]) -> Result<(), IoError> {
-        let end = o as usize + b.len();
-        if end > self.0.len() {
-            return Err(IoError {
-                op: IoOp::Read,
-                offset: o,
-                errno: 5,
-            });
-        }
-        b.copy_from_slice(&self.0[o as usize..end]);
-        Ok(())
-    }
-    fn write_at(&mut self, o: u64, b: &[u8]) -> Result<(), IoError> {
-        let end = o as usize + b.len();
-        if end > self.0.len() {
-            return Err(IoError {
-                op: IoOp::Write,
-                offset: o,
-                errno: 5,
-            });
-        }
-        self.0[o as usize..end].copy_from_slice(b);
-        Ok(())
-    }
-    fn sync(&mut self) -> Result<(), IoError> {
-        Ok(())
-    }
-}
-
-/// Fails unless `cond`.
-pub fn require(cond: bool, what: &str) -> Result<()> {
-    if !cond {
-        bail!("{what}");
-    }
-    Ok(())
 }
