@@ -41,12 +41,9 @@ impl BowDevice {
     }
 }
 
-/// Splits the major and minor number out of a Linux `dev_t` (glibc's and
-/// the kernel's `new_encode_dev` layout, which `stat` returns).
+/// Splits the major and minor number out of a `dev_t` as `stat` returns it.
 pub fn split_dev(dev: u64) -> (u32, u32) {
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    (major as u32, minor as u32)
+    (libc::major(dev), libc::minor(dev))
 }
 
 fn sysfs_dir(major: u32, minor: u32) -> PathBuf {

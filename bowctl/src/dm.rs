@@ -221,8 +221,7 @@ pub fn decode_dev(dev: u64) -> (u32, u32) {
 
 /// User-space `dev_t` as used by glibc and musl on Linux (`makedev()`).
 fn user_dev_t(major: u32, minor: u32) -> u64 {
-    let (ma, mi) = (u64::from(major), u64::from(minor));
-    ((ma & 0xffff_f000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffff_ff00) << 12) | (mi & 0xff)
+    libc::makedev(major, minor)
 }
 
 // ---------------------------------------------------------------------------

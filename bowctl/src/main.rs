@@ -385,21 +385,11 @@ fn status(target: Option<&str>, json: bool) -> Result<u8> {
 
 fn checkpoint(mountpoint: &Path, json: bool) -> Result<u8> {
     let ctl = Control::open()?;
-    let (major, minor) = device::mounted_device(mountpoint)?;
-    let target = format!("/dev/block/{major}:{minor}");
-    let info = ctl.info(Dev::Number(major, minor)).map_err(|_| {
-        Error::WrongState(format!(
-            "{}: the filesystem is on {major}:{minor}, which is not a device-mapper device, so not a bow device",
-            mountpoint.display()
-        ))
-    })?;
-    let dev = device::probe(&ctl, &info.name, major, minor)?.ok_or_else(|| {
-        Error::WrongState(format!(
-            "{}: the filesystem is on {} ({target}), which is not a bow device",
-            mountpoint.display(),
-            info.name
-        ))
-    })?;
+    // FITRIM needs the filesystem: only a mountpoint will do, not a name.
+    if !mountpoint.is_dir() {
+        return Err(Error::NotFound(format!("{}: not a mountpoint", mountpoint.display())).into());
+    }
+    let dev = device::resolve(&ctl, &mountpoint.to_string_lossy())?;
     match dev.state {
         0 => {}
         1 => {
@@ -420,7 +410,7 @@ fn checkpoint(mountpoint: &Path, json: bool) -> Result<u8> {
     }
     let trimmed = device::fitrim(mountpoint)?;
     device::set_state(&dev, 1)?;
-    let after = device::probe(&ctl, &dev.name, major, minor)?.unwrap_or(dev);
+    let after = device::probe(&ctl, &dev.name, dev.major, dev.minor)?.unwrap_or(dev);
     if json {
         print_json(
             &json!({"result": "checkpoint", "trimmed": trimmed, "device": device_json(&after)}),
