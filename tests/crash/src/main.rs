@@ -99,10 +99,14 @@ fn fsck(fs: &str, img: &[u8], label: &str, worker: usize) -> Result<(bool, Strin
     let text: String = String::from_utf8_lossy(&out.stdout)
         .lines()
         .chain(String::from_utf8_lossy(&out.stderr).lines())
+        // Dropped: lines about the host or the file name, and xfs_repair's
+        // per-AG progress lines ("- agno = N"), which its worker threads
+        // print in any order. Every finding stays in the report.
         .filter(|l| {
             !l.contains("host filesystem")
                 && !l.contains(&*p.to_string_lossy())
                 && !l.starts_with("e2fsck ")
+                && !l.trim_start().starts_with("- agno = ")
         })
         .map(|l| format!("{l}\n"))
         .collect();
