@@ -26,7 +26,7 @@ img=target/vm/last/disk4.img
 [ -f "$img" ] || die "no recordings: run tests/vm/run.sh crash first"
 out=target/crash
 rm -rf "$out"; mkdir -p "$out"
-cargo build --quiet --release --locked -p bow-crash
+cargo build --quiet --release --locked -p bow-crash -p bowctl
 tool=target/release/bow-crash
 start=$(date +%s)
 : > "$out/report.jsonl"
@@ -48,7 +48,8 @@ for slot in 0 1 2 3 4 5 6 7 8; do
     dd if="$img" of="$dir/log.bin" bs=1M skip=$(( slot * 128 )) count="$(get logmib)" 2>/dev/null
     log "crash states of $label"
     if ! "$tool" run "$dir" --fs "$(get fs)" --limit "$limit" --subsets "$subsets" \
-            --fsck-every "$fsck_every" --seed "$seed" >> "$out/report.jsonl"; then
+            --fsck-every "$fsck_every" --seed "$seed" --bowctl target/release/bowctl \
+            >> "$out/report.jsonl"; then
         status=1
     fi
 done
@@ -57,12 +58,12 @@ secs=$(( $(date +%s) - start ))
 python3 - "$out/report.jsonl" "$secs" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"{'case':<16} {'phase':<8} {'entries':>8} {'tried':>6} {'passed':>6} {'failed':>6} {'no log':>6} {'fsck':>9}")
+print(f"{'case':<16} {'phase':<8} {'entries':>8} {'tried':>6} {'passed':>6} {'failed':>6} {'no log':>6} {'fsck':>9} {'bowctl':>6} {'files':>5}")
 t = p = f = rows_n = bad_rows = 0
 for r in rows:
     for ph in r["phases"]:
         failed = ph['failed'] + ph['fsck_failed']
-        print(f"{r['label']:<16} {ph['phase']:<8} {r['entries']:>8} {ph['tried']:>6} {ph['passed']:>6} {failed:>6} {ph['no_log']:>6} {ph['fsck_runs'] - ph['fsck_failed']:>4}/{ph['fsck_runs']:<4}")
+        print(f"{r['label']:<16} {ph['phase']:<8} {r['entries']:>8} {ph['tried']:>6} {ph['passed']:>6} {failed:>6} {ph['no_log']:>6} {ph['fsck_runs'] - ph['fsck_failed']:>4}/{ph['fsck_runs']:<4} {ph['bowctl_runs']:>6} {ph['files_compared']:>5}")
         t += ph["tried"]; p += ph["passed"] - ph["fsck_failed"]; f += failed
         rows_n += 1; bad_rows += failed > 0
     if r.get("baseline_fsck_clean") is False:

@@ -7,6 +7,7 @@
 # The guest gets /dev/vda and /dev/vdb of --disk-mib MiB (512) each, and
 # /dev/vdc of 1024 MiB for the large tests (restore speed), and /dev/vdd of
 # 3072 MiB where the crash scenario leaves its recordings for the host.
+# BOW_CRASH_SEED (default 1) seeds the crash scenario's workloads.
 #
 # Exit status: 0 when every scenario passed and the console is clean, 1 when
 # any failed, timed out or the console shows a kernel report (BUG, WARNING,
@@ -86,7 +87,7 @@ log "booting the VM for: ${scenarios[*]} (console: $console)"
 qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1536 \
     -nographic -no-reboot -monitor none -serial "file:$console" \
     -kernel "$vm/bzImage" -initrd "$vm/initramfs.cpio.gz" \
-    -append "console=ttyS0 panic=-1 oops=panic loglevel=7 bow.run=$list" \
+    -append "console=ttyS0 panic=-1 oops=panic loglevel=7 bow.run=$list bow.seed=${BOW_CRASH_SEED:-1}" \
     "${drives[@]}" </dev/null >"$run/qemu.out" 2>&1 &
 qpid=$!
 

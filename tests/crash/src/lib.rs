@@ -7,7 +7,8 @@
 //! `log.bin` (the recording), `free` (the target's free map at checkpoint,
 //! `start+len` block ranges) and `meta` (`key=value` lines: `bs`, `label`).
 //! The recording carries the marks `pre-checkpoint` (filesystem frozen, just
-//! before `echo 1 > state`) and `checkpoint` (state 1 reached).
+//! before `echo 1 > state`) and `checkpoint` (state 1 reached); a run that
+//! rolls back also `pre-restore` and `restore` around `bowctl restore`.
 
 pub mod logwrites;
 
@@ -15,7 +16,9 @@ use anyhow::{Context, Result};
 use bow_core::restore;
 use bow_core::testimg::{MemDisk, Rng};
 use logwrites::{Entry, FLUSH, FUA};
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// One recorded run.
 pub struct Case {
@@ -37,6 +40,9 @@ pub struct Case {
     /// For a run that commits: the `pre-commit` and `commit` marks and the
     /// device as the filesystem saw it just before the commit (`view.img`).
     pub commit: Option<(usize, usize, Vec<u8>)>,
+    /// For a run that rolled back with bowctl: the `pre-restore` and
+    /// `restore` marks around bowctl's own writes.
+    pub rollback: Option<(usize, usize)>,
 }
 
 impl Case {
@@ -77,6 +83,13 @@ impl Case {
             (Some(a), Some(b)) => Some((a, b, read("view.img")?)),
             _ => None,
         };
+        let rollback = match (
+            logwrites::find_mark(&entries, "pre-restore"),
+            logwrites::find_mark(&entries, "restore"),
+        ) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        };
         Ok(Self {
             label,
             bs,
@@ -87,6 +100,7 @@ impl Case {
             pre,
             ckpt,
             commit,
+            rollback,
         })
     }
 
@@ -133,20 +147,6 @@ impl Case {
         }
     }
 
-    /// Restores `img` in place; returns what happened.
-    pub fn restore(&self, img: &mut Vec<u8>) -> Result<Outcome, restore::Error> {
-        let mut d = MemDisk::new(std::mem::take(img));
-        let r = match restore::validate(&mut d)? {
-            None => Outcome::NoLog,
-            Some(log) => {
-                restore::restore(&mut d, &log, &mut ())?;
-                Outcome::Restored
-            }
-        };
-        *img = d.data;
-        Ok(r)
-    }
-
     /// The first block not free at checkpoint that differs from `want`.
     pub fn first_diff(&self, got: &[u8], want: &[u8]) -> Option<u64> {
         let bs = self.bs as usize;
@@ -154,6 +154,131 @@ impl Case {
             .find(|&b| !self.free[b] && got[b * bs..(b + 1) * bs] != want[b * bs..(b + 1) * bs])
             .map(|b| b as u64)
     }
+}
+
+/// What restores a crash image: the shared code in this process, or the
+/// real `bowctl restore` binary on an image file.
+#[derive(Clone, Debug)]
+pub enum Restorer {
+    InProcess,
+    Bowctl(PathBuf),
+}
+
+/// A scratch file for one worker, in memory where the host has /dev/shm.
+pub fn scratch(tag: &str) -> PathBuf {
+    let dir = Path::new("/dev/shm");
+    let dir = if dir.is_dir() { dir.to_path_buf() } else { std::env::temp_dir() };
+    dir.join(format!("bow-crash-{}-{}", std::process::id(), tag.replace('/', "_")))
+}
+
+impl Restorer {
+    /// Restores `img` in place; returns what happened, or why restore
+    /// refused or failed. `tag` names the worker's scratch file.
+    pub fn restore(&self, img: &mut Vec<u8>, tag: &str) -> Result<Outcome, String> {
+        match self {
+            Self::InProcess => {
+                let mut d = MemDisk::new(std::mem::take(img));
+                let r = match restore::validate(&mut d) {
+                    Err(e) => Err(e.to_string()),
+                    Ok(None) => Ok(Outcome::NoLog),
+                    Ok(Some(log)) => restore::restore(&mut d, &log, &mut ())
+                        .map(|()| Outcome::Restored)
+                        .map_err(|e| e.to_string()),
+                };
+                *img = d.data;
+                r
+            }
+            Self::Bowctl(bin) => {
+                let p = scratch(&format!("{tag}.img"));
+                let r = (|| {
+                    std::fs::write(&p, &*img).map_err(|e| format!("{}: {e}", p.display()))?;
+                    let out = Command::new(bin)
+                        .args(["restore", "--json"])
+                        .arg(&p)
+                        .output()
+                        .map_err(|e| format!("running {}: {e}", bin.display()))?;
+                    let stdout = String::from_utf8_lossy(&out.stdout);
+                    if !out.status.success() {
+                        return Err(format!(
+                            "bowctl restore exited {:?}: {}{}",
+                            out.status.code(),
+                            stdout.trim(),
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ));
+                    }
+                    let v: serde_json::Value = serde_json::from_str(&stdout)
+                        .map_err(|e| format!("bowctl restore --json printed {stdout:?}: {e}"))?;
+                    let o = match v["result"].as_str() {
+                        Some("restored") => Outcome::Restored,
+                        Some("nothing_to_restore") => Outcome::NoLog,
+                        _ => return Err(format!("bowctl restore: unexpected result {v}")),
+                    };
+                    *img = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    Ok(o)
+                })();
+                let _ = std::fs::remove_file(&p);
+                r
+            }
+        }
+    }
+}
+
+/// The files of an ext4 image, read without mounting (`debugfs rdump`):
+/// path -> (kind, size, checksum of the content). `tag` names the scratch
+/// files.
+pub fn ext4_files(img: &[u8], tag: &str) -> Result<BTreeMap<String, String>> {
+    let p = scratch(&format!("{tag}.files.img"));
+    let d = scratch(&format!("{tag}.files"));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d)?;
+    let r = (|| {
+        std::fs::write(&p, img)?;
+        let out = Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("rdump / {}", d.display()))
+            .arg(&p)
+            .output()
+            .context("running debugfs")?;
+        anyhow::ensure!(out.status.success(), "debugfs rdump failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut files = BTreeMap::new();
+        let mut stack = vec![d.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir)? {
+                let e = e?;
+                let path = e.path();
+                let rel = path.strip_prefix(&d)?.to_string_lossy().into_owned();
+                let ft = e.file_type()?;
+                let v = if ft.is_dir() {
+                    stack.push(path.clone());
+                    "dir".to_owned()
+                } else if ft.is_symlink() {
+                    format!("link {}", std::fs::read_link(&path)?.display())
+                } else {
+                    let data = std::fs::read(&path)?;
+                    format!("file {} {:08x}", data.len(), bow_core::crc::crc32(0, &data))
+                };
+                files.insert(rel, v);
+            }
+        }
+        Ok(files)
+    })();
+    let _ = std::fs::remove_file(&p);
+    let _ = std::fs::remove_dir_all(&d);
+    r
+}
+
+/// The first difference between two file listings, described.
+pub fn files_diff(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> Option<String> {
+    for (k, v) in want {
+        match got.get(k) {
+            None => return Some(format!("{k} is missing")),
+            Some(g) if g != v => return Some(format!("{k}: {g}, expected {v}")),
+            _ => {}
+        }
+    }
+    got.keys()
+        .find(|k| !want.contains_key(*k))
+        .map(|k| format!("{k} should not exist"))
 }
 
 /// A crash state: a cut before entry `k`, with every write in the last
@@ -309,9 +434,15 @@ pub enum Expect<'a> {
     NoLog,
 }
 
-/// Restores the crash image `img` and checks it against `want`.
-pub fn check(case: &Case, want: Expect<'_>, mut img: Vec<u8>) -> (Verdict, Vec<u8>) {
-    let v = match case.restore(&mut img) {
+/// Restores the crash image `img` with `r` and checks it against `want`.
+pub fn check(
+    case: &Case,
+    want: Expect<'_>,
+    mut img: Vec<u8>,
+    r: &Restorer,
+    tag: &str,
+) -> (Verdict, Vec<u8>) {
+    let v = match r.restore(&mut img, tag) {
         Err(e) => Verdict::Fail(format!("restore refused or failed: {e}")),
         Ok(o) => match (want, o) {
             (Expect::NoLog, Outcome::Restored) => {
@@ -340,4 +471,29 @@ pub fn check(case: &Case, want: Expect<'_>, mut img: Vec<u8>) -> (Verdict, Vec<u
         },
     };
     (v, img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::files_diff;
+    use std::collections::BTreeMap;
+
+    fn m(v: &[(&str, &str)]) -> BTreeMap<String, String> {
+        v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    }
+
+    #[test]
+    fn files_diff_names_the_first_difference() {
+        let want = m(&[("a", "file 1 00000001"), ("d", "dir")]);
+        assert_eq!(files_diff(&want, &want), None);
+        assert_eq!(
+            files_diff(&m(&[("a", "file 1 00000002"), ("d", "dir")]), &want).as_deref(),
+            Some("a: file 1 00000002, expected file 1 00000001")
+        );
+        assert_eq!(files_diff(&m(&[("d", "dir")]), &want).as_deref(), Some("a is missing"));
+        assert_eq!(
+            files_diff(&m(&[("a", "file 1 00000001"), ("d", "dir"), ("x", "dir")]), &want).as_deref(),
+            Some("x should not exist")
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! that restore returns the checkpoint image from each (spec 7).
 
 use anyhow::{Context, Result};
-use bow_crash::{check, plan, Builder, Case, Expect, Outcome, State, Verdict};
+use bow_crash::{check, ext4_files, files_diff, plan, Builder, Case, Expect, Outcome, Restorer, State, Verdict};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,11 @@ enum Cmd {
         /// Worker threads.
         #[arg(long, default_value_t = 2)]
         jobs: usize,
+        /// The bowctl binary: it restores every state of the restore phase,
+        /// and every fsck-sampled state of the others, where its result
+        /// must equal the shared code's byte for byte.
+        #[arg(long)]
+        bowctl: Option<PathBuf>,
     },
     /// Rebuild one crash state (a reproducer), restore and check it.
     State {
@@ -48,6 +53,9 @@ enum Cmd {
         /// Write the crash image (before restore) here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Restore with this bowctl binary instead of the shared code.
+        #[arg(long)]
+        bowctl: Option<PathBuf>,
     },
 }
 
@@ -61,6 +69,11 @@ struct PhaseReport {
     restored: usize,
     fsck_runs: usize,
     fsck_failed: usize,
+    /// States that the bowctl binary restored (all of them in the restore
+    /// phase, the fsck sample in the others).
+    bowctl_runs: usize,
+    /// Sampled ext4 states whose files were compared with the checkpoint's.
+    files_compared: usize,
 }
 
 #[derive(Serialize)]
@@ -121,15 +134,19 @@ fn fsck_ok(got: &(bool, String), baseline: &(bool, String)) -> bool {
     got.0 || got.1 == baseline.1
 }
 
-fn run_case(
-    dir: &Path,
+/// What the checks of one case need besides the states.
+struct Opts<'a> {
     limit: usize,
     subsets: usize,
     seed: u64,
     fsck_every: usize,
-    fs: Option<&str>,
+    fs: Option<&'a str>,
     jobs: usize,
-) -> Result<Report> {
+    bowctl: Option<&'a Path>,
+}
+
+fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
+    let Opts { limit, subsets, seed, fsck_every, fs, jobs, bowctl } = *o;
     let t0 = Instant::now();
     let case = Case::load(dir)?;
     // The checkpoint image: the frozen filesystem just before state 1.
@@ -138,15 +155,26 @@ fn run_case(
         Some(fs) if fsck_every > 0 => Some(fsck(fs, &ckpt_image, &case.label, 99)?),
         _ => None,
     };
+    // Files are compared where they can be read without mounting: ext4.
+    let ckpt_files = match fs {
+        Some("ext4") if fsck_every > 0 => Some(ext4_files(&ckpt_image, &format!("{}-ckpt", case.label))?),
+        _ => None,
+    };
     let end = case.entries.len();
+    let shared = Restorer::InProcess;
+    let binary = bowctl.map(|b| Restorer::Bowctl(b.to_path_buf()));
     let mut phases = vec![("0->1", case.pre, case.ckpt, Expect::Checkpoint(&ckpt_image))];
     match &case.commit {
-        None => phases.push((
-            "state 1",
-            case.ckpt + 1,
-            end,
-            Expect::Checkpoint(&ckpt_image),
-        )),
+        None => {
+            let (last, rb) = match case.rollback {
+                Some((pre, done)) => (pre, Some((pre + 1, done))),
+                None => (end, None),
+            };
+            phases.push(("state 1", case.ckpt + 1, last, Expect::Checkpoint(&ckpt_image)));
+            if let Some((from, to)) = rb {
+                phases.push(("restore", from, to, Expect::Checkpoint(&ckpt_image)));
+            }
+        }
         Some((pc, c, view)) => {
             phases.push((
                 "state 1",
@@ -175,20 +203,59 @@ fn run_case(
                 .iter()
                 .enumerate()
                 .map(|(ci, chunk)| {
-                    let (case, baseline) = (&case, &baseline);
+                    let (case, baseline, ckpt_files) = (&case, &baseline, &ckpt_files);
+                    let (shared, binary) = (&shared, &binary);
                     sc.spawn(move || {
                         let mut r = PhaseReport::default();
                         let mut fails = Vec::new();
                         let mut b = Builder::new(case);
+                        let tag = format!("{}-{ci}", case.label);
+                        // The restore phase is bowctl's own: the binary restores it.
+                        let restorer = match (name, binary) {
+                            ("restore", Some(bin)) => bin,
+                            _ => shared,
+                        };
                         for (i, &s) in chunk.iter().enumerate() {
                             r.tried += 1;
-                            let (v, restored) = check(case, want, b.build(s));
+                            let sampled = fsck_every > 0 && (i + ci) % fsck_every == 0;
+                            let img = b.build(s);
+                            // The binary must do exactly what the shared code does.
+                            let by_binary = match (binary, restorer) {
+                                (Some(bin), Restorer::InProcess) if sampled => {
+                                    r.bowctl_runs += 1;
+                                    let mut copy = img.clone();
+                                    Some(bin.restore(&mut copy, &tag).map(|_| copy))
+                                }
+                                _ => None,
+                            };
+                            if matches!(restorer, Restorer::Bowctl(_)) {
+                                r.bowctl_runs += 1;
+                            }
+                            let (v, restored) = check(case, want, img, restorer, &tag);
+                            let v = match (v, by_binary) {
+                                (Verdict::Pass(_), Some(Err(e))) => Verdict::Fail(format!("bowctl restore failed where the shared code passed: {e}")),
+                                (Verdict::Pass(_), Some(Ok(img))) if img != restored => Verdict::Fail("bowctl restore's result differs from the shared code's".into()),
+                                (v, _) => v,
+                            };
+                            let v = match (v, ckpt_files, want) {
+                                (Verdict::Pass(o), Some(cf), Expect::Checkpoint(_)) if sampled => {
+                                    r.files_compared += 1;
+                                    match ext4_files(&restored, &tag) {
+                                        Err(e) => Verdict::Fail(format!("reading the restored files: {e:#}")),
+                                        Ok(got) => match files_diff(&got, cf) {
+                                            Some(d) => Verdict::Fail(format!("restored files differ from the checkpoint's: {d}")),
+                                            None => Verdict::Pass(o),
+                                        },
+                                    }
+                                }
+                                (v, _, _) => v,
+                            };
                             match v {
                                 Verdict::Pass(o) => {
                                     r.passed += 1;
                                     if o == Outcome::NoLog { r.no_log += 1 } else { r.restored += 1 }
                                     if let (Some(fs), Some(base), Expect::Checkpoint(_)) = (fs, baseline, want) {
-                                        if (i + ci) % fsck_every == 0 {
+                                        if sampled {
                                             r.fsck_runs += 1;
                                             let got = fsck(fs, &restored, &case.label, ci).unwrap_or((false, String::new()));
                                             if !fsck_ok(&got, base) {
@@ -224,6 +291,8 @@ fn run_case(
             total.restored += r.restored;
             total.fsck_runs += r.fsck_runs;
             total.fsck_failed += r.fsck_failed;
+            total.bowctl_runs += r.bowctl_runs;
+            total.files_compared += r.files_compared;
             failures.extend(f);
         }
         reports.push(total);
@@ -249,7 +318,12 @@ fn main() -> ExitCode {
             fsck_every,
             fs,
             jobs,
-        } => run_case(&case, limit, subsets, seed, fsck_every, fs.as_deref(), jobs).map(|rep| {
+            bowctl,
+        } => run_case(
+            &case,
+            &Opts { limit, subsets, seed, fsck_every, fs: fs.as_deref(), jobs, bowctl: bowctl.as_deref() },
+        )
+        .map(|rep| {
             for f in rep.failures.iter().take(20) {
                 eprintln!("FAIL {f}");
             }
@@ -257,7 +331,7 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string(&rep).unwrap_or_default());
             failed == 0
         }),
-        Cmd::State { case, state, out } => (|| {
+        Cmd::State { case, state, out, bowctl } => (|| {
             let c = Case::load(&case)?;
             let ckpt_image = c.prefix(c.pre);
             let img = c.state(state);
@@ -271,7 +345,8 @@ fn main() -> ExitCode {
                 Some((_, cm, _)) if state.k > *cm => Expect::NoLog,
                 _ => Expect::Checkpoint(&ckpt_image),
             };
-            let (v, _) = check(&c, want, img);
+            let r = bowctl.map_or(Restorer::InProcess, Restorer::Bowctl);
+            let (v, _) = check(&c, want, img, &r, "state");
             Ok(match v {
                 Verdict::Pass(o) => {
                     println!("{}: state {state}: pass ({o:?})", c.label);

@@ -6,6 +6,9 @@
 # removed without a commit. The host (tests/crash/run.sh) then rebuilds
 # every crash state from the recording and restores it.
 #
+# Runs that do not commit then roll back with bowctl on the same recording
+# (marks pre-restore and restore), so restore itself is cut at every point too.
+#
 # One more run commits instead: its recording also covers 1->2 and state 2,
 # with the device as the filesystem saw it just before the commit (view).
 #
@@ -131,6 +134,16 @@ for run in ext4:create ext4:overwrite ext4:mix ext4:large xfs:create xfs:overwri
         umount /mnt/a
         echo "$label: $(dmsetup status cb | cut -d' ' -f4-)"
         check "$label: remove bow" dmsetup remove cb
+        if [ $commit = 0 ]; then
+            # The restore phase: bowctl's own writes, flushes and FUAs, recorded
+            # the same way, so the host can cut the restore at every point.
+            dd if=/dev/null of=/dev/mapper/lw conv=fsync 2>/dev/null
+            dmsetup message lw 0 mark pre-restore
+            check "$label: bowctl restore (recorded)" sh -c "bowctl restore /dev/mapper/lw > /dev/null"
+            dd if=/dev/null of=/dev/mapper/lw conv=fsync 2>/dev/null
+            dmsetup message lw 0 mark restore
+            check "$label: no log after restore" sh -c "bowctl inspect /dev/mapper/lw | grep -q 'no checkpoint'"
+        fi
         entries=$(dmsetup status lw | awk '{print $4}')
         logmib=$(dmsetup status lw | awk '{print int(($5 + 1) / 2048) + 1}')
         check "$label: remove log-writes" dmsetup remove lw
