@@ -45,6 +45,10 @@ mkdir -p "$stage/lib/modules"
 cp "$ko" "$stage/lib/modules/dm-bow.ko"
 cp -r "$BOW_ROOT"/tests/vm/guest/. "$stage/tests/"
 cp -r "$BOW_ROOT"/tests/vm/scenarios "$stage/tests/scenarios"
+# The example init scripts, run as an init would run them.
+mkdir -p "$stage/usr/lib/bow"
+cp "$BOW_ROOT"/examples/init/*.sh "$stage/usr/lib/bow/"
+cp "$BOW_ROOT"/examples/initramfs-tools/scripts/local-bottom/bow "$stage/usr/lib/bow/initramfs-local-bottom"
 mv "$stage/tests/init" "$stage/init"
 chmod +x "$stage/init"
 

@@ -1,15 +1,9 @@
 #!/usr/bin/env bash
-# The project's main job: builds everything (kernel cached) and shows dm-bow
-# working in the VM, printing the guest's own narration.
+# The project's main job: builds everything (kernel cached) and shows the
+# update lifecycle in the VM across six boots of one machine, as the guest
+# narrates it: version-1 data, an update whose new system fails twice (each
+# boot ends in a power cut), the rollback, then an update that commits.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bash "$BOW_ROOT/ci/setup.sh"
-demo=${BOW_DEMO:-demo}
-status=0
-bash "$BOW_ROOT/tests/vm/run.sh" "$demo" || status=$?
-echo
-echo "---- what the guest printed ----"
-tr -d '\r' < "$BOW_ROOT/target/vm/last/console.log" \
-    | sed -n "/^BOW-SCENARIO-START $demo\$/,/^BOW-SCENARIO-END $demo /p" \
-    | grep -v '^\[' || true
-exit $status
+exec bash "$BOW_ROOT/tests/vm/update.sh" --narrate

@@ -934,3 +934,23 @@ impl InFlight {
         unsafe { raw::bow_inflight_wait_zero(self.raw().cast()) };
     }
 }
+
+/// Exports KUnit case `$case` (a `fn() -> Result<(), &'static CStr>`) as the
+/// C symbol `$export` that `kunit.c`'s suite table calls; a failure is
+/// reported to KUnit with its message.
+#[cfg(CONFIG_KUNIT)]
+macro_rules! kunit_case {
+    ($export:ident, $case:ident) => {
+        #[no_mangle]
+        extern "C" fn $export(test: *mut kernel::bindings::kunit) {
+            if let Err(msg) = $case() {
+                let msg: &'static core::ffi::CStr = msg;
+                // SAFETY: KUnit passes the live context of the running case,
+                // and `msg` is a NUL-terminated static string.
+                unsafe { $crate::ffi::raw::bow_kunit_fail(test.cast(), msg.as_ptr().cast()) };
+            }
+        }
+    };
+}
+#[cfg(CONFIG_KUNIT)]
+pub(crate) use kunit_case;

@@ -9,7 +9,7 @@ use crate::bow_core::crc::crc32;
 use crate::bow_core::format::{entries_per_block, holds_log, LogEntry, LogHeader};
 use crate::bow_core::state::{state_write, Message, State, StateError};
 use crate::bow_core::table::{check_geometry, parse_args, TableError};
-use crate::ffi::{kernel_crc32_le, raw, StatusBuf};
+use crate::ffi::{kernel_crc32_le, kunit_case, StatusBuf};
 use core::ffi::CStr;
 use core::fmt::Write;
 use kernel::prelude::*;
@@ -22,22 +22,6 @@ fn check(cond: bool, msg: &'static CStr) -> Outcome {
     } else {
         Err(msg)
     }
-}
-
-fn run(test: *mut kernel::bindings::kunit, case: fn() -> Outcome) {
-    if let Err(msg) = case() {
-        // SAFETY: `test` is the live KUnit context of this case and `msg` is NUL-terminated.
-        unsafe { raw::bow_kunit_fail(test.cast(), msg.as_ptr().cast()) };
-    }
-}
-
-macro_rules! kunit_case {
-    ($export:ident, $case:ident) => {
-        #[no_mangle]
-        extern "C" fn $export(test: *mut kernel::bindings::kunit) {
-            run(test, $case);
-        }
-    };
 }
 
 kunit_case!(bow_kunit_crc_matches_kernel, crc_matches_kernel);

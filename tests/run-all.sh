@@ -5,6 +5,8 @@
 #   3. VM: boots it once with every scenario; KUnit runs when the module loads
 #   4. crash campaign: the host replays the crash states the `crash` scenario
 #      recorded (tests/crash/run.sh); each case and phase counts as one check
+#   5. update lifecycle: six boots of one VM, two ending in a power cut
+#      (tests/vm/update.sh); each check of each boot counts
 # Installs what it needs first (ci/setup.sh).
 set -uo pipefail
 . "$(dirname "$0")/../ci/lib.sh"
@@ -31,7 +33,8 @@ if [ "$cargo_status" != 0 ] && ! grep -q '^test result: FAILED' "$cargo_out"; th
 fi
 
 # --- VM tests --------------------------------------------------------------
-mapfile -t scenarios < <(cd tests/vm/scenarios && ls -- *.sh | sed 's/\.sh$//')
+# Scenarios marked "# multiboot" need several boots; step 5 runs them.
+mapfile -t scenarios < <(cd tests/vm/scenarios && grep -L '^# multiboot' -- *.sh | sed 's/\.sh$//')
 log "VM scenarios: ${scenarios[*]}"
 if bash tests/vm/run.sh "${scenarios[@]}"; then vm_status=0; else vm_status=$?; fi
 res=$BOW_ROOT/target/vm/last/results.tsv
@@ -62,6 +65,19 @@ if [ "${rows:-0}" -gt 0 ]; then
 fi
 if [ "$crash_status" != 0 ] && [ "$bad" = 0 ]; then
     echo "FAILED: crash campaign exited $crash_status" >> "$report"
+    failed=$((failed + 1))
+fi
+
+# --- update lifecycle across boots ------------------------------------------
+log "update lifecycle: six boots of one VM"
+if bash tests/vm/update.sh --no-build; then up_status=0; else up_status=$?; fi
+ures=$BOW_ROOT/target/vm/update/results.tsv
+p=$(grep -c $'\tpass$' "$ures" 2>/dev/null || true)
+f=$(grep -c $'\tfail$' "$ures" 2>/dev/null || true)
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+grep $'\tfail$' "$ures" 2>/dev/null | sed 's/^/FAILED: /' >> "$report" || true
+if [ "$up_status" != 0 ] && [ "${f:-0}" = 0 ]; then
+    echo "FAILED: update lifecycle exited $up_status" >> "$report"
     failed=$((failed + 1))
 fi
 

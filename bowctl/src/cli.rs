@@ -14,6 +14,10 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The update record of start, boot, commit, abort and health: a file
+    /// on a partition outside the protected device.
+    #[arg(long, global = true, env = "BOWCTL_RECORD", default_value = crate::lifecycle::DEFAULT_RECORD)]
+    pub record: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,10 +55,71 @@ pub enum Command {
         /// Mountpoint of a filesystem on a bow device in state 0.
         mountpoint: PathBuf,
     },
-    /// Commit a checkpoint (state 2): keep the new data, drop the backups.
+    /// Commit a checkpoint (state 2): keep the new data, drop the backups,
+    /// and close the pending update in the record.
     Commit {
-        /// A device-mapper name, a device node, or a mountpoint.
-        target: String,
+        /// A device-mapper name, a device node, or a mountpoint. Default:
+        /// the device of the pending update (the record).
+        target: Option<String>,
+    },
+    /// Request a checkpoint for the next boots: run when an update is
+    /// installed. Writes the record; touches no device.
+    Start {
+        /// Boot attempts before the data is rolled back.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        retries: u32,
+    },
+    /// The one call an init script makes at every boot, before the data is
+    /// used: rolls back, or sets up bow and checkpoints, or just mounts.
+    ///
+    /// With an update pending it restores what a failed attempt left, counts
+    /// one attempt down, creates /dev/mapper/NAME over DEVICE, mounts it at
+    /// MOUNTPOINT and starts the checkpoint. When the attempts are used up
+    /// or an abort was requested it rolls back and mounts DEVICE itself.
+    /// With nothing pending it mounts DEVICE. Safe to run again after a
+    /// power cut at any point.
+    Boot {
+        /// The protected block device (the data partition).
+        device: PathBuf,
+        /// Where the filesystem is mounted.
+        mountpoint: PathBuf,
+        /// Name of the bow device.
+        #[arg(long, default_value = "userdata")]
+        name: String,
+        /// Filesystem type. Default: from the superblock (ext4, xfs, f2fs, btrfs).
+        #[arg(long = "type", short = 't')]
+        fstype: Option<String>,
+        /// Mount options, as mount(8)'s -o.
+        #[arg(long, short = 'o', default_value = "")]
+        options: String,
+        /// The bow block size (the table's block_size option).
+        #[arg(long)]
+        block_size: Option<u32>,
+    },
+    /// Request a rollback at the next boot (the update failed).
+    Abort,
+    /// Watch the free space left for backups on a device in state 1; below
+    /// MIN_FREE, commit or abort and reboot, as configured.
+    Health {
+        /// A device-mapper name, a device node, or a mountpoint. Default:
+        /// the device of the pending update (the record).
+        target: Option<String>,
+        /// The threshold, in bytes (K, M, G suffixes allowed).
+        #[arg(long, default_value = "100M", value_parser = parse_size)]
+        min_free: u64,
+        /// What to do below the threshold: keep the new data (commit), or
+        /// request a rollback (abort).
+        #[arg(long, value_enum, default_value_t = OnLow::Abort)]
+        on_low: OnLow,
+        /// After an abort, reboot the machine (into the rollback).
+        #[arg(long)]
+        reboot: bool,
+        /// Seconds between checks.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+        /// Check once and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Create a bow device over DEVICE through the device-mapper ioctls.
     Create {
@@ -73,4 +138,29 @@ pub enum Command {
         /// Name of the device.
         name: String,
     },
+}
+
+/// What `health` does when free space runs low.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnLow {
+    /// Commit: keep the new data.
+    Commit,
+    /// Request a rollback at the next boot.
+    Abort,
+}
+
+/// Parses a size: bytes, or a number with a K, M or G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mul) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| {
+            format!("{s:?}: expected a size in bytes, with an optional K, M or G suffix")
+        })
 }

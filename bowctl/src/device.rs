@@ -311,3 +311,149 @@ pub fn check_not_in_use(path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// The filesystem type in a device's superblock, for the ones a data
+/// partition is likely to hold.
+pub fn fs_type(path: &Path) -> Result<Option<&'static str>> {
+    use std::io::Read;
+    let mut f = fs::File::open(path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let mut b = vec![0u8; 0x10048];
+    let mut n = 0;
+    while n < b.len() {
+        match f.read(&mut b[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        }
+    }
+    let b = &b[..n];
+    let at = |o: usize, m: &[u8]| b.get(o..o + m.len()) == Some(m);
+    Ok(if at(0, b"XFSB") {
+        Some("xfs")
+    } else if at(1080, &[0x53, 0xef]) {
+        Some("ext4")
+    } else if at(1024, &[0x10, 0x20, 0xf5, 0xf2]) {
+        Some("f2fs")
+    } else if at(0x10040, b"_BHRfS_M") {
+        Some("btrfs")
+    } else {
+        None
+    })
+}
+
+/// Mounts `dev` at `dir`. `fstype` defaults to what the superblock says;
+/// `options` is mount(8)'s `-o` list: the generic flags (ro, noatime, nodev,
+/// nosuid, noexec, sync, ...) become mount flags, the rest goes to the
+/// filesystem.
+pub fn mount(dev: &Path, dir: &Path, fstype: Option<&str>, options: &str) -> Result<()> {
+    use std::ffi::CString;
+    let ty = match fstype {
+        Some(t) => t.to_owned(),
+        None => fs_type(dev)?
+            .ok_or_else(|| {
+                Error::WrongState(format!(
+                    "{}: no ext4, xfs, f2fs or btrfs superblock; give the type with --type",
+                    dev.display()
+                ))
+            })?
+            .to_owned(),
+    };
+    let mut flags: libc::c_ulong = 0;
+    let mut data = Vec::new();
+    for o in options.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => flags |= libc::MS_RDONLY,
+            "rw" | "defaults" => {}
+            "noatime" => flags |= libc::MS_NOATIME,
+            "nodiratime" => flags |= libc::MS_NODIRATIME,
+            "relatime" => flags |= libc::MS_RELATIME,
+            "nodev" => flags |= libc::MS_NODEV,
+            "nosuid" => flags |= libc::MS_NOSUID,
+            "noexec" => flags |= libc::MS_NOEXEC,
+            "sync" => flags |= libc::MS_SYNCHRONOUS,
+            "dirsync" => flags |= libc::MS_DIRSYNC,
+            other => data.push(other),
+        }
+    }
+    let c = |s: &str, what: &str| {
+        CString::new(s).map_err(|_| Error::WrongState(format!("{what} contains a NUL byte")))
+    };
+    let (src, tgt) = (
+        c(&dev.to_string_lossy(), "device")?,
+        c(&dir.to_string_lossy(), "mountpoint")?,
+    );
+    let (cty, cdata) = (c(&ty, "type")?, c(&data.join(","), "options")?);
+    // SAFETY: every pointer is a live NUL-terminated string for the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            cty.as_ptr(),
+            flags,
+            cdata.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(Error::io(
+            format!("mounting {} ({ty}) at {}", dev.display(), dir.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Freezes the filesystem mounted at `dir` (FIFREEZE) until the returned
+/// guard is dropped (FITHAW): the checkpoint then holds a clean filesystem,
+/// with nothing half-written and the journal empty.
+pub fn freeze(dir: &Path) -> Result<Frozen> {
+    use std::os::fd::AsRawFd;
+    let f =
+        fs::File::open(dir).map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
+    // SAFETY: `f` is an open descriptor; FIFREEZE takes no argument.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), FIFREEZE as _, 0) };
+    if rc < 0 {
+        return Err(Error::io(
+            format!("freezing {}", dir.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(Frozen { f })
+}
+
+// _IOWR('X', 119, int) and _IOWR('X', 120, int).
+const FIFREEZE: u32 = (3 << 30) | (4 << 16) | ((b'X' as u32) << 8) | 119;
+const FITHAW: u32 = (3 << 30) | (4 << 16) | ((b'X' as u32) << 8) | 120;
+
+/// A frozen filesystem; thawed when dropped.
+pub struct Frozen {
+    f: fs::File,
+}
+
+impl Frozen {
+    /// Thaws now and reports a failure (drop thaws too, silently).
+    pub fn thaw(self) -> Result<()> {
+        let r = self.thaw_inner();
+        std::mem::forget(self);
+        r
+    }
+
+    fn thaw_inner(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `self.f` is an open descriptor; FITHAW takes no argument.
+        let rc = unsafe { libc::ioctl(self.f.as_raw_fd(), FITHAW as _, 0) };
+        if rc < 0 {
+            return Err(Error::io(
+                "thawing the filesystem",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = self.thaw_inner();
+    }
+}

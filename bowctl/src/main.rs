@@ -1,15 +1,15 @@
 //! bowctl: control and offline restore tool for the dm-bow target.
 
-mod cli;
+mod update;
 
 use anyhow::Result;
 use bow_core::restore::{self, Log, Progress, Step};
+use bowctl::cli::{Cli, Command};
 use bowctl::device::{self, BowDevice};
 use bowctl::disk::FileDisk;
 use bowctl::dm::{Control, Dev, Target};
 use bowctl::error::{exit, Error};
 use clap::Parser;
-use cli::{Cli, Command};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
@@ -383,13 +383,14 @@ fn status(target: Option<&str>, json: bool) -> Result<u8> {
     Ok(exit::SUCCESS)
 }
 
-fn checkpoint(mountpoint: &Path, json: bool) -> Result<u8> {
-    let ctl = Control::open()?;
+/// FITRIM, then state 1, on the bow device mounted at `mountpoint`; returns
+/// the bytes trimmed and the device afterwards.
+fn do_checkpoint(ctl: &Control, mountpoint: &Path) -> Result<(u64, BowDevice)> {
     // FITRIM needs the filesystem: only a mountpoint will do, not a name.
     if !mountpoint.is_dir() {
         return Err(Error::NotFound(format!("{}: not a mountpoint", mountpoint.display())).into());
     }
-    let dev = device::resolve(&ctl, &mountpoint.to_string_lossy())?;
+    let dev = device::resolve(ctl, &mountpoint.to_string_lossy())?;
     match dev.state {
         0 => {}
         1 => {
@@ -409,8 +410,18 @@ fn checkpoint(mountpoint: &Path, json: bool) -> Result<u8> {
         }
     }
     let trimmed = device::fitrim(mountpoint)?;
-    device::set_state(&dev, 1)?;
-    let after = device::probe(&ctl, &dev.name, dev.major, dev.minor)?.unwrap_or(dev);
+    // Frozen across the transition: the checkpoint is a clean filesystem.
+    let frozen = device::freeze(mountpoint)?;
+    let r = device::set_state(&dev, 1);
+    frozen.thaw()?;
+    r?;
+    let after = device::probe(ctl, &dev.name, dev.major, dev.minor)?.unwrap_or(dev);
+    Ok((trimmed, after))
+}
+
+fn checkpoint(mountpoint: &Path, json: bool) -> Result<u8> {
+    let ctl = Control::open()?;
+    let (trimmed, after) = do_checkpoint(&ctl, mountpoint)?;
     if json {
         print_json(
             &json!({"result": "checkpoint", "trimmed": trimmed, "device": device_json(&after)}),
@@ -424,9 +435,8 @@ fn checkpoint(mountpoint: &Path, json: bool) -> Result<u8> {
     Ok(exit::SUCCESS)
 }
 
-fn commit(target: &str, json: bool) -> Result<u8> {
-    let ctl = Control::open()?;
-    let dev = device::resolve(&ctl, target)?;
+/// State 2 on a bow device in state 1; returns the device afterwards.
+fn do_commit(ctl: &Control, dev: BowDevice) -> Result<BowDevice> {
     match dev.state {
         1 => {}
         2 => {
@@ -446,19 +456,17 @@ fn commit(target: &str, json: bool) -> Result<u8> {
         }
     }
     device::set_state(&dev, 2)?;
-    let after = device::probe(&ctl, &dev.name, dev.major, dev.minor)?.unwrap_or(dev);
-    if json {
-        print_json(&json!({"result": "committed", "device": device_json(&after)}))?;
-    } else {
-        println!(
-            "{}: committed; the target is now a pass-through",
-            after.name
-        );
-    }
-    Ok(exit::SUCCESS)
+    Ok(device::probe(ctl, &dev.name, dev.major, dev.minor)?.unwrap_or(dev))
 }
 
-fn create(name: &str, under: &Path, block_size: Option<u32>, json: bool) -> Result<u8> {
+/// Loads a bow table over `under` as `name`; returns the table line and the
+/// new device's numbers.
+fn do_create(
+    ctl: &Control,
+    name: &str,
+    under: &Path,
+    block_size: Option<u32>,
+) -> Result<(String, u32, u32)> {
     if let Some(bs) = block_size {
         if !bow_core::format::valid_block_size(bs) {
             return Err(Error::WrongState(format!(
@@ -484,7 +492,6 @@ fn create(name: &str, under: &Path, block_size: Option<u32>, json: bool) -> Resu
     if let Some(bs) = block_size {
         params.push_str(&format!(" 1 block_size:{bs}"));
     }
-    let ctl = Control::open()?;
     let info = ctl
         .create(
             name,
@@ -499,16 +506,19 @@ fn create(name: &str, under: &Path, block_size: Option<u32>, json: bool) -> Resu
             anyhow::Error::new(Error::from(e))
                 .context("the kernel refused the table; dmesg has its reason")
         })?;
-    let dev = device::probe(&ctl, name, info.major, info.minor)?;
+    Ok((format!("0 {sectors} bow {params}"), info.major, info.minor))
+}
+
+fn create(name: &str, under: &Path, block_size: Option<u32>, json: bool) -> Result<u8> {
+    let ctl = Control::open()?;
+    let (table, major, minor) = do_create(&ctl, name, under, block_size)?;
+    let dev = device::probe(&ctl, name, major, minor)?;
     if json {
         print_json(
-            &json!({"result": "created", "name": name, "table": format!("0 {sectors} bow {params}"), "device": dev.as_ref().map(device_json)}),
+            &json!({"result": "created", "name": name, "table": table, "device": dev.as_ref().map(device_json)}),
         )?;
     } else {
-        println!(
-            "created /dev/mapper/{name} ({}:{}): 0 {sectors} bow {params}",
-            info.major, info.minor
-        );
+        println!("created /dev/mapper/{name} ({major}:{minor}): {table}");
     }
     Ok(exit::SUCCESS)
 }
@@ -558,7 +568,47 @@ fn run(cli: &Cli) -> Result<u8> {
         } => run_restore(device, *dry_run, *roll_forward, cli.json),
         Command::Status { target } => status(target.as_deref(), cli.json),
         Command::Checkpoint { mountpoint } => checkpoint(mountpoint, cli.json),
-        Command::Commit { target } => commit(target, cli.json),
+        Command::Commit { target } => update::commit(&cli.record, target.as_deref(), cli.json),
+        Command::Start { retries } => update::start(&cli.record, *retries, cli.json),
+        Command::Boot {
+            device,
+            mountpoint,
+            name,
+            fstype,
+            options,
+            block_size,
+        } => update::boot(
+            &cli.record,
+            &update::BootArgs {
+                device,
+                mountpoint,
+                name,
+                fstype: fstype.as_deref(),
+                options,
+                block_size: *block_size,
+            },
+            cli.json,
+        ),
+        Command::Abort => update::abort(&cli.record, cli.json),
+        Command::Health {
+            target,
+            min_free,
+            on_low,
+            reboot,
+            interval,
+            once,
+        } => update::health(
+            &cli.record,
+            &update::HealthArgs {
+                target: target.as_deref(),
+                min_free: *min_free,
+                on_low: *on_low,
+                reboot: *reboot,
+                interval: *interval,
+                once: *once,
+            },
+            cli.json,
+        ),
         Command::Create {
             name,
             device,

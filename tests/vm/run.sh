@@ -2,7 +2,14 @@
 # Boots the test kernel under qemu (TCG) with fresh raw disk images and runs the
 # named guest scenarios in one boot.
 #
-# usage: tests/vm/run.sh [--no-build (reuse the last kernel, module and bowctl)] [--disk-mib N] [--keep] SCENARIO...
+# usage: tests/vm/run.sh [--no-build (reuse the last kernel, module and bowctl)] [--disk-mib N] [--keep]
+#                        [--disks DIR] SCENARIO[:ARG]...
+#
+# --disks DIR keeps the disk images in DIR and reuses them on the next run,
+# so a sequence of runs is a sequence of boots of one machine. SCENARIO:ARG
+# runs the scenario with ARG as its first argument. A scenario that exits
+# with status 99 cuts the power: the guest resets at once, without syncing
+# or unmounting anything (the scenario counts as passed when its checks did).
 #
 # The guest gets /dev/vda and /dev/vdb of --disk-mib MiB (512) each, and
 # /dev/vdc of 1024 MiB for the large tests (restore speed), and /dev/vdd of
@@ -17,13 +24,14 @@
 set -euo pipefail
 . "$(dirname "$0")/../../ci/lib.sh"
 
-build=1 disk_mib=512 big_mib=1024 keep=0
+build=1 disk_mib=512 big_mib=1024 keep=0 disks=""
 scenarios=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
         --disk-mib) disk_mib=$2; shift ;;
         --keep) keep=1 ;;
+        --disks) disks=$2; shift ;;
         -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) scenarios+=("$1") ;;
@@ -38,7 +46,7 @@ if [ ${#scenarios[@]} -eq 0 ]; then
     exit 2
 fi
 for s in "${scenarios[@]}"; do
-    if [ ! -f "$BOW_ROOT/tests/vm/scenarios/$s.sh" ]; then
+    if [ ! -f "$BOW_ROOT/tests/vm/scenarios/${s%%:*}.sh" ]; then
         echo "unknown scenario '$s'; available scenarios:" >&2
         available | sed 's/^/  /' >&2
         exit 2
@@ -63,12 +71,18 @@ run=$vm/last
 rm -rf "$run"
 mkdir -p "$run"
 drives=()
+[ -z "$disks" ] || mkdir -p "$disks"
 for i in 1 2 3 4; do
     img=$run/disk$i.img
     size=$disk_mib
     [ $i = 3 ] && size=$big_mib
     [ $i = 4 ] && size=3072
-    truncate -s "${size}M" "$img"
+    if [ -n "$disks" ]; then
+        img=$disks/disk$i.img
+        [ -f "$img" ] || truncate -s "${size}M" "$img"
+    else
+        truncate -s "${size}M" "$img"
+    fi
     drives+=(-drive "file=$img,format=raw,if=virtio,discard=unmap")
 done
 
@@ -76,7 +90,7 @@ done
 declare -A limit
 total=120
 for s in "${scenarios[@]}"; do
-    t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$BOW_ROOT/tests/vm/scenarios/$s.sh" | head -1)
+    t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$BOW_ROOT/tests/vm/scenarios/${s%%:*}.sh" | head -1)
     limit[$s]=${t:-300}
     total=$(( total + ${limit[$s]} ))
 done
@@ -98,7 +112,7 @@ current="" current_start=0
 while kill -0 "$qpid" 2>/dev/null; do
     sleep 2
     now=$(date +%s)
-    last=$(grep -a -o 'BOW-SCENARIO-START [A-Za-z0-9_-]*' "$console" 2>/dev/null | tail -1 | cut -d' ' -f2 || true)
+    last=$(grep -a -o 'BOW-SCENARIO-START [A-Za-z0-9_:-]*' "$console" 2>/dev/null | tail -1 | cut -d' ' -f2 || true)
     if [ -n "$last" ] && [ "$last" != "$current" ]; then
         current=$last current_start=$now
     fi

@@ -167,8 +167,16 @@ pub enum Restorer {
 /// A scratch file for one worker, in memory where the host has /dev/shm.
 pub fn scratch(tag: &str) -> PathBuf {
     let dir = Path::new("/dev/shm");
-    let dir = if dir.is_dir() { dir.to_path_buf() } else { std::env::temp_dir() };
-    dir.join(format!("bow-crash-{}-{}", std::process::id(), tag.replace('/', "_")))
+    let dir = if dir.is_dir() {
+        dir.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    dir.join(format!(
+        "bow-crash-{}-{}",
+        std::process::id(),
+        tag.replace('/', "_")
+    ))
 }
 
 impl Restorer {
@@ -239,7 +247,11 @@ pub fn ext4_files(img: &[u8], tag: &str) -> Result<BTreeMap<String, String>> {
             .arg(&p)
             .output()
             .context("running debugfs")?;
-        anyhow::ensure!(out.status.success(), "debugfs rdump failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "debugfs rdump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut files = BTreeMap::new();
         let mut stack = vec![d.clone()];
         while let Some(dir) = stack.pop() {
@@ -268,7 +280,10 @@ pub fn ext4_files(img: &[u8], tag: &str) -> Result<BTreeMap<String, String>> {
 }
 
 /// The first difference between two file listings, described.
-pub fn files_diff(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> Option<String> {
+pub fn files_diff(
+    got: &BTreeMap<String, String>,
+    want: &BTreeMap<String, String>,
+) -> Option<String> {
     for (k, v) in want {
         match got.get(k) {
             None => return Some(format!("{k} is missing")),
@@ -479,7 +494,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn m(v: &[(&str, &str)]) -> BTreeMap<String, String> {
-        v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -490,9 +507,16 @@ mod tests {
             files_diff(&m(&[("a", "file 1 00000002"), ("d", "dir")]), &want).as_deref(),
             Some("a: file 1 00000002, expected file 1 00000001")
         );
-        assert_eq!(files_diff(&m(&[("d", "dir")]), &want).as_deref(), Some("a is missing"));
         assert_eq!(
-            files_diff(&m(&[("a", "file 1 00000001"), ("d", "dir"), ("x", "dir")]), &want).as_deref(),
+            files_diff(&m(&[("d", "dir")]), &want).as_deref(),
+            Some("a is missing")
+        );
+        assert_eq!(
+            files_diff(
+                &m(&[("a", "file 1 00000001"), ("d", "dir"), ("x", "dir")]),
+                &want
+            )
+            .as_deref(),
             Some("x should not exist")
         );
     }

@@ -2,7 +2,9 @@
 //! that restore returns the checkpoint image from each (spec 7).
 
 use anyhow::{Context, Result};
-use bow_crash::{check, ext4_files, files_diff, plan, Builder, Case, Expect, Outcome, Restorer, State, Verdict};
+use bow_crash::{
+    check, ext4_files, files_diff, plan, Builder, Case, Expect, Outcome, Restorer, State, Verdict,
+};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -146,7 +148,15 @@ struct Opts<'a> {
 }
 
 fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
-    let Opts { limit, subsets, seed, fsck_every, fs, jobs, bowctl } = *o;
+    let Opts {
+        limit,
+        subsets,
+        seed,
+        fsck_every,
+        fs,
+        jobs,
+        bowctl,
+    } = *o;
     let t0 = Instant::now();
     let case = Case::load(dir)?;
     // The checkpoint image: the frozen filesystem just before state 1.
@@ -157,7 +167,9 @@ fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
     };
     // Files are compared where they can be read without mounting: ext4.
     let ckpt_files = match fs {
-        Some("ext4") if fsck_every > 0 => Some(ext4_files(&ckpt_image, &format!("{}-ckpt", case.label))?),
+        Some("ext4") if fsck_every > 0 => {
+            Some(ext4_files(&ckpt_image, &format!("{}-ckpt", case.label))?)
+        }
         _ => None,
     };
     let end = case.entries.len();
@@ -170,7 +182,12 @@ fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
                 Some((pre, done)) => (pre, Some((pre + 1, done))),
                 None => (end, None),
             };
-            phases.push(("state 1", case.ckpt + 1, last, Expect::Checkpoint(&ckpt_image)));
+            phases.push((
+                "state 1",
+                case.ckpt + 1,
+                last,
+                Expect::Checkpoint(&ckpt_image),
+            ));
             if let Some((from, to)) = rb {
                 phases.push(("restore", from, to, Expect::Checkpoint(&ckpt_image)));
             }
@@ -321,7 +338,15 @@ fn main() -> ExitCode {
             bowctl,
         } => run_case(
             &case,
-            &Opts { limit, subsets, seed, fsck_every, fs: fs.as_deref(), jobs, bowctl: bowctl.as_deref() },
+            &Opts {
+                limit,
+                subsets,
+                seed,
+                fsck_every,
+                fs: fs.as_deref(),
+                jobs,
+                bowctl: bowctl.as_deref(),
+            },
         )
         .map(|rep| {
             for f in rep.failures.iter().take(20) {
@@ -331,7 +356,12 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string(&rep).unwrap_or_default());
             failed == 0
         }),
-        Cmd::State { case, state, out, bowctl } => (|| {
+        Cmd::State {
+            case,
+            state,
+            out,
+            bowctl,
+        } => (|| {
             let c = Case::load(&case)?;
             let ckpt_image = c.prefix(c.pre);
             let img = c.state(state);

@@ -1,0 +1,131 @@
+//! The record half of the update lifecycle, through the real binary: start,
+//! abort, and the refusals that need no device-mapper device. `boot`,
+//! `commit` and `health` act on live devices; the VM scenarios `lifecycle`
+//! and `update` run them.
+
+use assert_cmd::Command;
+use bowctl::lifecycle::{self, Loaded, Record};
+use predicates::prelude::*;
+use std::path::Path;
+
+fn bowctl(record: &Path) -> Command {
+    let mut c = Command::cargo_bin("bowctl").unwrap();
+    c.env("BOWCTL_RECORD", record);
+    c
+}
+
+fn load(p: &Path) -> Loaded {
+    lifecycle::load(p).unwrap()
+}
+
+#[test]
+fn start_writes_a_record_and_replaces_an_old_one() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("meta/bow/checkpoint.json");
+    bowctl(&rec)
+        .args(["start", "--retries", "2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("the next 2 boot(s)"));
+    assert_eq!(load(&rec), Loaded::Valid(Record::new(2)));
+    // Again (an updater retried): same record, and it says what it replaced.
+    bowctl(&rec)
+        .args(["start", "--retries", "3"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("replaced the previous record"));
+    assert_eq!(load(&rec), Loaded::Valid(Record::new(3)));
+    // --record wins over the environment.
+    let other = d.path().join("other.json");
+    bowctl(&rec)
+        .args(["--json", "start", "--retries", "1", "--record"])
+        .arg(&other)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"result\": \"started\""));
+    assert_eq!(load(&other), Loaded::Valid(Record::new(1)));
+}
+
+#[test]
+fn start_refuses_zero_or_absurd_retries() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("r.json");
+    for n in ["0", "101", "-1", "x"] {
+        bowctl(&rec)
+            .args(["start", "--retries", n])
+            .assert()
+            .code(2);
+    }
+    assert_eq!(load(&rec), Loaded::Missing);
+}
+
+#[test]
+fn abort_sets_the_flag_once() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("r.json");
+    bowctl(&rec)
+        .arg("abort")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("no update pending"));
+    bowctl(&rec)
+        .args(["start", "--retries", "2"])
+        .assert()
+        .success();
+    bowctl(&rec).arg("abort").assert().success();
+    assert!(matches!(load(&rec), Loaded::Valid(r) if r.abort && r.remaining == 2));
+    bowctl(&rec)
+        .arg("abort")
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("already requested"));
+}
+
+#[test]
+fn abort_is_refused_while_committing() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("r.json");
+    let r = Record {
+        committing: true,
+        device: Some("userdata".into()),
+        ..Record::new(2)
+    };
+    lifecycle::store(&rec, &r).unwrap();
+    bowctl(&rec)
+        .arg("abort")
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains("can no longer be aborted"));
+    assert_eq!(load(&rec), Loaded::Valid(r));
+}
+
+#[test]
+fn abort_over_a_damaged_record_writes_a_valid_one() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("r.json");
+    std::fs::write(&rec, b"{\"record\": {\"version\": 1").unwrap();
+    bowctl(&rec).arg("abort").assert().success();
+    assert!(matches!(load(&rec), Loaded::Valid(r) if r.abort));
+}
+
+#[test]
+fn commit_and_health_without_a_device_say_so() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("r.json");
+    bowctl(&rec)
+        .args(["start", "--retries", "2"])
+        .assert()
+        .success();
+    for cmd in [&["commit"][..], &["health", "--once"][..]] {
+        bowctl(&rec)
+            .args(cmd)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("names none"));
+    }
+    bowctl(&rec)
+        .args(["health", "--once", "--min-free", "12X"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("K, M or G"));
+}
