@@ -196,39 +196,104 @@ impl Restorer {
                 *img = d.data;
                 r
             }
-            Self::Bowctl(bin) => {
+            Self::Bowctl(bin) => MIRROR.with(|m| {
                 let p = scratch(&format!("{tag}.img"));
-                let r = (|| {
-                    std::fs::write(&p, &*img).map_err(|e| format!("{}: {e}", p.display()))?;
-                    let out = Command::new(bin)
-                        .args(["restore", "--json"])
-                        .arg(&p)
-                        .output()
-                        .map_err(|e| format!("running {}: {e}", bin.display()))?;
-                    let stdout = String::from_utf8_lossy(&out.stdout);
-                    if !out.status.success() {
-                        return Err(format!(
-                            "bowctl restore exited {:?}: {}{}",
-                            out.status.code(),
-                            stdout.trim(),
-                            String::from_utf8_lossy(&out.stderr).trim()
-                        ));
-                    }
-                    let v: serde_json::Value = serde_json::from_str(&stdout)
-                        .map_err(|e| format!("bowctl restore --json printed {stdout:?}: {e}"))?;
-                    let o = match v["result"].as_str() {
-                        Some("restored") => Outcome::Restored,
-                        Some("nothing_to_restore") => Outcome::NoLog,
-                        _ => return Err(format!("bowctl restore: unexpected result {v}")),
-                    };
-                    *img = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-                    Ok(o)
-                })();
-                let _ = std::fs::remove_file(&p);
-                r
-            }
+                let mut m = m.borrow_mut();
+                if m.as_ref().is_none_or(|x| x.path != p || x.data.len() != img.len()) {
+                    *m = Some(Mirror::create(p, img.len())?);
+                }
+                let Some(mm) = m.as_mut() else { unreachable!() };
+                mm.load(img)?;
+                let out = Command::new(bin)
+                    .args(["restore", "--json"])
+                    .arg(&mm.path)
+                    .output()
+                    .map_err(|e| format!("running {}: {e}", bin.display()))?;
+                // Whatever happened, the mirror must match the file again.
+                mm.reread()?;
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                if !out.status.success() {
+                    return Err(format!(
+                        "bowctl restore exited {:?}: {}{}",
+                        out.status.code(),
+                        stdout.trim(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                let v: serde_json::Value = serde_json::from_str(&stdout)
+                    .map_err(|e| format!("bowctl restore --json printed {stdout:?}: {e}"))?;
+                let o = match v["result"].as_str() {
+                    Some("restored") => Outcome::Restored,
+                    Some("nothing_to_restore") => Outcome::NoLog,
+                    _ => return Err(format!("bowctl restore: unexpected result {v}")),
+                };
+                img.copy_from_slice(&mm.data);
+                Ok(o)
+            }),
         }
     }
+}
+
+/// A worker's image file for the bowctl binary, kept between states with a
+/// copy of its content, so each state writes only the chunks that differ
+/// (rewriting and freeing 48 MiB per state dominated the campaign's time).
+struct Mirror {
+    path: PathBuf,
+    file: std::fs::File,
+    data: Vec<u8>,
+}
+
+const CHUNK: usize = 64 * 1024;
+
+impl Mirror {
+    fn create(path: PathBuf, len: usize) -> Result<Self, String> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.set_len(len as u64)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Self {
+            path,
+            file,
+            data: vec![0; len],
+        })
+    }
+
+    /// Makes the file hold `img`.
+    fn load(&mut self, img: &[u8]) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        for (i, (want, have)) in img.chunks(CHUNK).zip(self.data.chunks_mut(CHUNK)).enumerate() {
+            if want != have {
+                self.file
+                    .write_all_at(want, (i * CHUNK) as u64)
+                    .map_err(|e| format!("{}: {e}", self.path.display()))?;
+                have.copy_from_slice(want);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the file back after bowctl wrote to it.
+    fn reread(&mut self) -> Result<(), String> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .read_exact_at(&mut self.data, 0)
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+thread_local! {
+    static MIRROR: std::cell::RefCell<Option<Mirror>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The files of an ext4 image, read without mounting (`debugfs rdump`):
@@ -409,23 +474,38 @@ impl<'a> Builder<'a> {
 
     /// The image of state `s`; states must come in ascending `k`.
     pub fn build(&mut self, s: State) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.build_into(s, &mut v);
+        v
+    }
+
+    /// Like [`Builder::build`], into `out`, reusing its memory: a fresh
+    /// 48 MiB allocation per state (mapped and faulted in anew each time)
+    /// cost more than everything else the campaign does.
+    pub fn build_into(&mut self, s: State, out: &mut Vec<u8>) {
         let c = self.case;
         assert!(s.k >= self.cur_k, "states out of order");
         for e in &c.entries[self.cur_k..s.k] {
             c.apply(&mut self.cur, e);
         }
         self.cur_k = s.k;
+        let copy = |from: &[u8], out: &mut Vec<u8>| {
+            if out.len() == from.len() {
+                out.copy_from_slice(from);
+            } else {
+                *out = from.to_vec();
+            }
+        };
         match s.subset {
-            None => self.cur.clone(),
+            None => copy(&self.cur, out),
             Some(seed) => {
                 let f = c.last_flush_before(s.k);
                 for e in &c.entries[self.flushed_k..f] {
                     c.apply(&mut self.flushed, e);
                 }
                 self.flushed_k = f;
-                let mut img = self.flushed.clone();
-                c.lose_some(&mut img, f, s.k, seed);
-                img
+                copy(&self.flushed, out);
+                c.lose_some(out, f, s.k, seed);
             }
         }
     }

@@ -226,6 +226,7 @@ fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
                         let mut r = PhaseReport::default();
                         let mut fails = Vec::new();
                         let mut b = Builder::new(case);
+                        let mut buf = Vec::new();
                         let tag = format!("{}-{ci}", case.label);
                         // The restore phase is bowctl's own: the binary restores it.
                         let restorer = match (name, binary) {
@@ -235,7 +236,8 @@ fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
                         for (i, &s) in chunk.iter().enumerate() {
                             r.tried += 1;
                             let sampled = fsck_every > 0 && (i + ci) % fsck_every == 0;
-                            let img = b.build(s);
+                            b.build_into(s, &mut buf);
+                            let img = std::mem::take(&mut buf);
                             // The binary must do exactly what the shared code does.
                             let by_binary = match (binary, restorer) {
                                 (Some(bin), Restorer::InProcess) if sampled => {
@@ -287,6 +289,7 @@ fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
                                     fails.push(format!("{}: state {s}: {why}; reproduce: bow-crash state {} {s}", case.label, dir.display()));
                                 }
                             }
+                            buf = restored;
                         }
                         (r, fails)
                     })

@@ -1,0 +1,116 @@
+#!/bin/bash
+# Runs one xfstests section in the guest. Copied to the control disk by
+# tests/xfstests/run.sh; run by /xfstests-init with the control disk's path.
+#
+# /control/params sets SECTION and TESTS. The section in /control/local.config
+# gives FSTYP and BOW_MODE:
+#   linear  dm-linear over the disks (the baseline)
+#   bow0    dm-bow in state 0 (trim): fresh target, nothing recorded
+#   bow1    dm-bow in state 1 (checkpoint): mkfs, mount, fstrim, checkpoint,
+#           umount, on TEST and on SCRATCH
+#   bow2    dm-bow in state 2 (committed): as bow1, then files changed under
+#           the checkpoint, then commit
+# TEST_DEV is /dev/mapper/xt-test over /dev/vdb, SCRATCH_DEV
+# /dev/mapper/xt-scratch over /dev/vdc, LOGWRITES_DEV /dev/mapper/xt-logw
+# (always dm-linear) over /dev/vdd.
+# Prints XT-RESULT <section> <test> pass|fail|notrun [reason] per test and
+# writes the results directory as a tar at 64 MiB into the control disk.
+set -u
+ctl=$1
+. /control/params
+XT=/opt/xfstests
+cfg=/control/local.config
+cp "$cfg" $XT/local.config
+
+# One option of one section (no carrying over: each section names both).
+opt() { awk -v s="[$SECTION]" -v k="$1" '
+    /^\[/ { in_s = ($1 == s); next }
+    in_s && index($0, k "=") == 1 { v = substr($0, length(k) + 2); gsub(/^["'\'']|["'\'']$/, "", v); print v; exit }' "$cfg"; }
+FSTYP=$(opt FSTYP)
+MODE=$(opt BOW_MODE)
+echo "XT-SECTION $SECTION fstyp=$FSTYP mode=$MODE"
+[ -n "$FSTYP" ] && [ -n "$MODE" ] || { echo "XT-SETUP-FAIL section $SECTION: FSTYP or BOW_MODE missing"; exit 2; }
+
+setup_fail() { echo "XT-SETUP-FAIL $SECTION: $*"; exit 2; }
+mkfs_fs() {
+    case $FSTYP in
+        ext4) mkfs.ext4 -q -F "$1" ;;
+        xfs) mkfs.xfs -q -f "$1" ;;
+    esac
+}
+sysfs_of() { echo "/sys/block/dm-$(dmsetup info -c --noheadings -o minor "$1")/bow"; }
+
+insmod /lib/modules/dm-bow.ko || setup_fail "insmod dm-bow.ko"
+mkdir -p /mnt/test /mnt/scratch /mnt/setup
+
+# make_dev <name> <disk>
+make_dev() {
+    local name=$1 disk=$2 sz
+    sz=$(blockdev --getsz "$disk")
+    case $MODE in
+        linear) dmsetup create "$name" --table "0 $sz linear $disk 0" ;;
+        bow*) dmsetup create "$name" --table "0 $sz bow $disk" ;;
+        *) setup_fail "unknown BOW_MODE $MODE" ;;
+    esac || setup_fail "dmsetup create $name ($MODE over $disk)"
+}
+# checkpoint <name>: mkfs, mount, fstrim, state 1, umount.
+checkpoint() {
+    local dev=/dev/mapper/$1 s
+    s=$(sysfs_of "$1")
+    mkfs_fs "$dev" >/dev/null || setup_fail "mkfs $dev"
+    mount "$dev" /mnt/setup || setup_fail "mount $dev"
+    mkdir -p /mnt/setup/before; cp -a /opt/xfstests/common /mnt/setup/before/; sync
+    fstrim /mnt/setup || setup_fail "fstrim $dev"
+    echo 1 > "$s/state" || setup_fail "checkpoint $dev"
+    echo "XT-SETUP $1: checkpoint, free $(cat "$s/free") bytes"
+    if [ "$MODE" = bow2 ]; then
+        # An update under the checkpoint, then its commit.
+        cp -a /opt/xfstests/tests /mnt/setup/after; rm -rf /mnt/setup/before; sync
+        echo 2 > "$s/state" || setup_fail "commit $dev"
+        echo "XT-SETUP $1: committed"
+    fi
+    umount /mnt/setup || setup_fail "umount $dev"
+    echo "XT-SETUP $1: $(dmsetup status "$1")"
+}
+
+make_dev xt-test /dev/vdb
+make_dev xt-scratch /dev/vdc
+sz=$(blockdev --getsz /dev/vdd)
+dmsetup create xt-logw --table "0 $sz linear /dev/vdd 0" || setup_fail "dmsetup create xt-logw"
+dmsetup mknodes
+for n in xt-test xt-scratch xt-logw; do [ -b /dev/mapper/$n ] || setup_fail "/dev/mapper/$n is not a block device"; done
+case $MODE in
+    bow1|bow2) checkpoint xt-test; checkpoint xt-scratch ;;
+esac
+# TEST_DEV holds a filesystem of the section's type when check starts
+# (in bow1/bow2 the one made before the checkpoint).
+case $MODE in
+    linear|bow0) mkfs_fs /dev/mapper/xt-test >/dev/null || setup_fail "mkfs TEST_DEV" ;;
+esac
+echo "XT-SETUP-DONE $SECTION"
+
+cd $XT
+start=$(date +%s)
+# shellcheck disable=SC2086
+./check -s "$SECTION" $TESTS
+echo "XT-CHECK-END $SECTION rc=$? $(( $(date +%s) - start ))s"
+umount /mnt/test /mnt/scratch 2>/dev/null
+for n in xt-test xt-scratch; do echo "XT-BOW-STATUS $SECTION $n $(dmsetup status $n)"; done
+
+# Classify every test asked for from the section's check.log and notrun files.
+rb=$XT/results/$SECTION
+last() { grep "^$1" "$rb/check.log" 2>/dev/null | tail -1 | sed "s/^$1 *//"; }
+ran=" $(last 'Ran:') " notrun=" $(last 'Not run:') " bad=" $(last 'Failures:') "
+for t in $ran; do
+    if [ -f "$rb/$t.notrun" ] || [[ "$notrun" == *" $t "* ]]; then
+        echo "XT-RESULT $SECTION $t notrun $(tr '\n' ' ' < "$rb/$t.notrun" 2>/dev/null)"
+    elif [[ "$bad" == *" $t "* ]]; then
+        echo "XT-RESULT $SECTION $t fail"
+    else
+        echo "XT-RESULT $SECTION $t pass"
+    fi
+done
+dmesg > "$rb/dmesg.txt" 2>/dev/null
+tar -C $XT/results -cf - . | dd of="$ctl" bs=1M seek=64 conv=fsync 2>/dev/null
+sync
+echo "XT-SECTION-END $SECTION"

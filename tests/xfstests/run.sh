@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Runs xfstests (fstests) in the qemu VM on dm-bow devices and on a dm-linear
+# baseline over the same disks, one boot per config section.
+#
+# usage: XFSTESTS_SRC=/path/to/xfstests tests/xfstests/run.sh [options]
+#   --list NAME|FILE   tests to run: curated (default), quick (the whole quick
+#                      group, for runs outside CI: hours under TCG), or a file
+#                      with one test a line (# comments)
+#   --tests "T..."     these tests instead of a list (e.g. "generic/260 xfs/011")
+#   --sections A,B     config sections (default: every section of
+#                      xfstests-config/local.config, in file order)
+#   --kernel DIR       use DIR/bzImage and DIR/dm-bow.ko instead of building
+#                      them (ci/build-kernel.sh, ci/build-module.sh)
+#   --test-timeout N   kill the guest when one test runs over N s (default 600)
+#
+# Tests whose name starts with ext4/ or xfs/ run only in sections of that
+# filesystem; generic/ tests run everywhere.
+# Without XFSTESTS_SRC the xfstests part is reported as not run, with the
+# reason; it never counts as passed.
+#
+# Output in target/xfstests/: results.tsv (check<TAB>xfstests <fs> <mode>
+# <test><TAB>pass|fail), notrun.tsv (<fs> <mode> <test><TAB>reason), and per
+# section the console log and xfstests' results directory.
+# The last line is "xfstests: N passed, N failed, N notrun".
+# Exit status: 1 when a test that passes on dm-linear fails on dm-bow with the
+# same filesystem, when the console shows a kernel report (BUG, WARNING,
+# Oops, KASAN, lockdep, hung task) or when a section does not finish; 0
+# otherwise (also when xfstests is not run); 2 for bad usage.
+set -euo pipefail
+. "$(dirname "$0")/../../ci/lib.sh"
+
+list=curated tests="" sections="" kdir="" test_timeout=600
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --list) list=$2; shift ;;
+        --tests) tests=$2; shift ;;
+        --sections) sections=$2; shift ;;
+        --kernel) kdir=$2; shift ;;
+        --test-timeout) test_timeout=$2; shift ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+here=$BOW_ROOT/tests/xfstests
+cfg=$BOW_ROOT/xfstests-config/local.config
+out=$BOW_ROOT/target/xfstests
+mkdir -p "$out"
+results=$out/results.tsv notrun_f=$out/notrun.tsv
+: > "$results"; : > "$notrun_f"
+
+if [ -z "${XFSTESTS_SRC:-}" ] || [ ! -f "${XFSTESTS_SRC:-/nonexistent}/check" ]; then
+    reason="no xfstests checkout (set XFSTESTS_SRC to an xfstests source tree, e.g. a clone of https://github.com/kdave/xfstests)"
+    [ -n "${XFSTESTS_SRC:-}" ] && reason="XFSTESTS_SRC=$XFSTESTS_SRC is not an xfstests checkout"
+    printf 'xfstests\t%s\n' "not run: $reason" > "$notrun_f"
+    echo "NOT RUN: xfstests: $reason"
+    echo "xfstests: 0 passed, 0 failed, 0 notrun (xfstests not run: $reason)"
+    exit 0
+fi
+
+# --- the tests ---------------------------------------------------------------
+if [ -z "$tests" ]; then
+    case "$list" in
+        curated) lf=$here/curated.list ;;
+        quick) lf="" tests="-g quick" ;;
+        *) lf=$list ;;
+    esac
+    if [ -n "$lf" ]; then
+        [ -f "$lf" ] || die "no such list: $lf"
+        tests=$(sed 's/#.*//' "$lf" | xargs)
+    fi
+fi
+[ -n "$tests" ] || die "no tests to run"
+all_sections=$(sed -n 's/^\[\([A-Za-z0-9_]*\)\]$/\1/p' "$cfg" | xargs)
+[ -n "$sections" ] || sections=$all_sections
+sections=${sections//,/ }
+section_opt() { awk -v s="[$1]" -v k="$2" '/^\[/ { in_s = ($1 == s); next }
+    in_s && index($0, k "=") == 1 { print substr($0, length(k) + 2); exit }' "$cfg"; }
+for s in $sections; do
+    [[ " $all_sections " == *" $s "* ]] || die "no section [$s] in $cfg (have: $all_sections)"
+done
+
+# --- builds: kernel and module, xfstests, root filesystem, image -------------
+if [ -n "$kdir" ]; then
+    bz=$kdir/bzImage ko=$kdir/dm-bow.ko
+else
+    kb=$(bash "$BOW_ROOT/ci/build-kernel.sh")
+    ko=$(bash "$BOW_ROOT/ci/build-module.sh")
+    bz=$kb/arch/x86/boot/bzImage
+fi
+[ -f "$bz" ] && [ -f "$ko" ] || die "no kernel or module ($bz, $ko)"
+xt=$(bash "$BOW_ROOT/ci/build-xfstests.sh")
+rootfs=$(bash "$BOW_ROOT/ci/build-rootfs.sh")
+xt_commit=$(cat "$xt/.bow-source-commit")
+log "xfstests $xt_commit from $XFSTESTS_SRC (build $xt), root filesystem $rootfs"
+
+# The image: root filesystem + xfstests build + module + init. Rebuilt when
+# one of them changes; the guest sees it through a snapshot (never written).
+img=$out/rootfs.img
+ikey=$( { echo "$rootfs $xt"; sha256sum "$ko" "$here/guest/init" /bin/busybox; } | sha256sum | cut -c1-16)
+if [ "$(cat "$img.key" 2>/dev/null)" != "$ikey" ]; then
+    log "making the guest image $img"
+    stage=$(mktemp -d /var/tmp/xt-stage.XXXXXX)
+    trap 'rm -rf "$stage"' EXIT
+    cp -a "$rootfs/." "$stage/"
+    mkdir -p "$stage/opt/xfstests" "$stage/lib/modules"
+    cp -a "$xt/." "$stage/opt/xfstests/"
+    rm -rf "$stage/opt/xfstests/results"
+    cp "$ko" "$stage/lib/modules/dm-bow.ko"
+    cp /bin/busybox "$stage/bin/busybox"
+    install -m 755 "$here/guest/init" "$stage/xfstests-init"
+    rm -f "$img" "$img.key"
+    truncate -s 4G "$img"
+    mke2fs -q -t ext4 -d "$stage" -L xt-root "$img" || die "mke2fs -d failed"
+    rm -rf "$stage"; trap - EXIT
+    echo "$ikey" > "$img.key"
+fi
+
+# --- one boot per section -------------------------------------------------------
+splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN|UBSAN|possible recursive locking|circular locking|lockdep is turned off|inconsistent lock state|blocked for more than|general protection fault|soft lockup|hard LOCKUP|rcu.*stall|Call Trace:|Unable to handle'
+# count <"fs mode " prefix> <pass|fail>: tests (names with a /) with that verdict.
+count() { awk -F'\t' -v p="xfstests $1" -v v="$2" 'index($2, p) == 1 && $2 ~ /\// && $3 == v { n++ } END { print n + 0 }' "$results"; }
+count_notrun() { awk -F'\t' -v p="$1" 'index($1, p) == 1 { n++ } END { print n + 0 }' "$notrun_f"; }
+status=0
+declare -A verdict
+for s in $sections; do
+    fs=$(section_opt "$s" FSTYP) mode=$(section_opt "$s" BOW_MODE)
+    # Filesystem-specific tests only where they belong.
+    stests=""
+    for t in $tests; do
+        case "$t" in
+            ext4/*|xfs/*|btrfs/*) [ "${t%%/*}" = "$fs" ] && stests+=" $t" ;;
+            *) stests+=" $t" ;;
+        esac
+    done
+    d=$out/$s
+    rm -rf "$d"; mkdir -p "$d"
+    for disk in test scratch logw; do truncate -s 2G "$d/$disk.img"; done
+    truncate -s 512M "$d/control.img"
+    mkdir -p "$d/control"
+    printf 'SECTION=%q\nTESTS=%q\n' "$s" "$stests" > "$d/control/params"
+    cp "$cfg" "$d/control/local.config"
+    cp "$here/guest/guest.sh" "$d/control/guest.sh"
+    tar -C "$d/control" -cf - . | dd of="$d/control.img" conv=notrunc status=none
+    console=$d/console.log
+    log "section $s ($fs, $mode):$stests"
+    t0=$(date +%s)
+    qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 3072 \
+        -nographic -no-reboot -monitor none -serial "file:$console" \
+        -kernel "$bz" \
+        -append "console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/xfstests-init panic=-1 oops=panic loglevel=6" \
+        -drive "file=$img,format=raw,if=virtio,snapshot=on" \
+        -drive "file=$d/test.img,format=raw,if=virtio,discard=unmap" \
+        -drive "file=$d/scratch.img,format=raw,if=virtio,discard=unmap" \
+        -drive "file=$d/logw.img,format=raw,if=virtio,discard=unmap" \
+        -drive "file=$d/control.img,format=raw,if=virtio" \
+        </dev/null > "$d/qemu.out" 2>&1 &
+    qpid=$!
+    # Watchdog: setup within 600 s, each test within --test-timeout.
+    timed_out="" cur="" cur_start=$t0
+    while kill -0 "$qpid" 2>/dev/null; do
+        sleep 2
+        now=$(date +%s)
+        t=$(grep -a -o 'run fstests [^ ]* at' "$console" 2>/dev/null | tail -1 | cut -d' ' -f3 || true)
+        [ -n "$t" ] && [ "$t" != "$cur" ] && { cur=$t; cur_start=$now; }
+        if [ -z "$cur" ] && [ $(( now - t0 )) -gt 600 ] && ! grep -aq XT-CHECK-END "$console"; then
+            timed_out="boot and setup (over 600 s)"
+        elif [ -n "$cur" ] && ! grep -aq XT-CHECK-END "$console" && [ $(( now - cur_start )) -gt "$test_timeout" ]; then
+            timed_out="test $cur (over $test_timeout s)"
+        elif grep -aq XT-CHECK-END "$console" && [ $(( now - $(stat -c %Y "$console") )) -gt 300 ]; then
+            timed_out="results (nothing for 300 s after check ended)"
+        fi
+        if [ -n "$timed_out" ]; then
+            echo "TIMEOUT: killing the guest: $timed_out" | tee -a "$console" >&2
+            kill "$qpid" 2>/dev/null || true; sleep 1; kill -9 "$qpid" 2>/dev/null || true
+            break
+        fi
+    done
+    wait "$qpid" 2>/dev/null || true
+    secs=$(( $(date +%s) - t0 ))
+    mkdir -p "$d/results"
+    dd if="$d/control.img" bs=1M skip=64 status=none | tar -C "$d/results" -xf - 2>/dev/null || true
+    rm -f "$d"/test.img "$d"/scratch.img "$d"/logw.img
+
+    tr -d '\r' < "$console" > "$d/console.txt"
+    grep -a -E '^XT-SETUP-FAIL' "$d/console.txt" | sed 's/^/    /' >&2 || true
+    n_done=0
+    while read -r _ _ t v reason; do
+        n_done=$((n_done + 1))
+        verdict[$fs:$mode:$t]=$v
+        case $v in
+            pass|fail) printf 'check\txfstests %s %s %s\t%s\n' "$fs" "$mode" "$t" "$v" >> "$results" ;;
+            notrun) printf '%s %s %s\t%s\n' "$fs" "$mode" "$t" "$reason" >> "$notrun_f" ;;
+        esac
+    done < <(grep -a "^XT-RESULT $s " "$d/console.txt" || true)
+    if ! grep -aq "^XT-SECTION-END $s" "$d/console.txt"; then
+        # Crashed or killed: every test that started and has no verdict fails.
+        for t in $(grep -a -o 'run fstests [^ ]* at' "$d/console.txt" | cut -d' ' -f3 | sort -u); do
+            [ -n "${verdict[$fs:$mode:$t]:-}" ] && continue
+            verdict[$fs:$mode:$t]=fail
+            printf 'check\txfstests %s %s %s\t%s\n' "$fs" "$mode" "$t" fail >> "$results"
+        done
+        echo "FAIL: section $s did not finish${timed_out:+ ($timed_out)}"
+        printf 'check\txfstests %s %s section-finished\tfail\n' "$fs" "$mode" >> "$results"
+        status=1
+    fi
+    spl=$(grep -a -E "$splat_re" "$d/console.txt" || true)
+    if [ -n "$spl" ]; then
+        echo "FAIL: section $s: the console shows kernel reports:"
+        sed 's/^/    /' <<<"$spl" | head -20
+        printf 'check\txfstests %s %s console-clean\tfail\n' "$fs" "$mode" >> "$results"
+        status=1
+    else
+        printf 'check\txfstests %s %s console-clean\tpass\n' "$fs" "$mode" >> "$results"
+    fi
+    log "section $s: $(count "$fs $mode " pass) passed, $(count "$fs $mode " fail) failed, $(count_notrun "$fs $mode ") notrun in $secs s"
+    grep -a '^XT-BOW-STATUS' "$d/console.txt" | sed 's/^/    /' >&2 || true
+done
+
+# --- the verdict: passes on dm-linear, fails on dm-bow ------------------------
+regress=0
+for k in "${!verdict[@]}"; do
+    IFS=: read -r fs mode t <<<"$k"
+    [ "$mode" = linear ] && continue
+    if [ "${verdict[$k]}" = fail ] && [ "${verdict[$fs:linear:$t]:-}" = pass ]; then
+        echo "REGRESSION: $t passes on $fs over dm-linear, fails on $fs over dm-bow ($mode)"
+        regress=1
+    fi
+done
+[ $regress = 0 ] || status=1
+# A table per filesystem and mode (docs/xfstests.md).
+{
+    printf '| fs | mode | pass | fail | notrun |\n|---|---|---|---|---|\n'
+    for s in $sections; do
+        fs=$(section_opt "$s" FSTYP) mode=$(section_opt "$s" BOW_MODE)
+        printf '| %s | %s | %s | %s | %s |\n' "$fs" "$mode" \
+            "$(count "$fs $mode " pass)" "$(count "$fs $mode " fail)" "$(count_notrun "$fs $mode ")"
+    done
+} > "$out/summary.md"
+cat "$out/summary.md"
+echo "xfstests source: $XFSTESTS_SRC at $xt_commit"
+echo "xfstests: $(count "" pass) passed, $(count "" fail) failed, $(count_notrun "") notrun"
+exit $status
