@@ -199,7 +199,7 @@ impl Restorer {
             Self::Bowctl(bin) => MIRROR.with(|m| {
                 let p = scratch(&format!("{tag}.img"));
                 let mut m = m.borrow_mut();
-                if m.as_ref().is_none_or(|x| x.path != p || x.data.len() != img.len()) {
+                if !m.as_ref().is_some_and(|x| x.path == p && x.data.len() == img.len()) {
                     *m = Some(Mirror::create(p, img.len())?);
                 }
                 let Some(mm) = m.as_mut() else { unreachable!() };
