@@ -405,20 +405,26 @@ pub fn mount(dev: &Path, dir: &Path, fstype: Option<&str>, options: &str) -> Res
 
 /// Freezes the filesystem mounted at `dir` (FIFREEZE) until the returned
 /// guard is dropped (FITHAW): the checkpoint then holds a clean filesystem,
-/// with nothing half-written and the journal empty.
-pub fn freeze(dir: &Path) -> Result<Frozen> {
+/// with nothing half-written and the journal empty. `None` when the
+/// filesystem cannot freeze (vfat, for one): the checkpoint is then a
+/// crash-consistent image, as with Android.
+pub fn freeze(dir: &Path) -> Result<Option<Frozen>> {
     use std::os::fd::AsRawFd;
     let f =
         fs::File::open(dir).map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
     // SAFETY: `f` is an open descriptor; FIFREEZE takes no argument.
     let rc = unsafe { libc::ioctl(f.as_raw_fd(), FIFREEZE as _, 0) };
     if rc < 0 {
-        return Err(Error::io(
-            format!("freezing {}", dir.display()),
-            std::io::Error::last_os_error(),
-        ));
+        let e = std::io::Error::last_os_error();
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL)
+        ) {
+            return Ok(None);
+        }
+        return Err(Error::io(format!("freezing {}", dir.display()), e));
     }
-    Ok(Frozen { f })
+    Ok(Some(Frozen { f }))
 }
 
 // _IOWR('X', 119, int) and _IOWR('X', 120, int).

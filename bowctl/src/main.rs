@@ -413,7 +413,9 @@ fn do_checkpoint(ctl: &Control, mountpoint: &Path) -> Result<(u64, BowDevice)> {
     // Frozen across the transition: the checkpoint is a clean filesystem.
     let frozen = device::freeze(mountpoint)?;
     let r = device::set_state(&dev, 1);
-    frozen.thaw()?;
+    if let Some(f) = frozen {
+        f.thaw()?;
+    }
     r?;
     let after = device::probe(ctl, &dev.name, dev.major, dev.minor)?.unwrap_or(dev);
     Ok((trimmed, after))

@@ -199,7 +199,10 @@ impl Restorer {
             Self::Bowctl(bin) => MIRROR.with(|m| {
                 let p = scratch(&format!("{tag}.img"));
                 let mut m = m.borrow_mut();
-                if !m.as_ref().is_some_and(|x| x.path == p && x.data.len() == img.len()) {
+                if !m
+                    .as_ref()
+                    .is_some_and(|x| x.path == p && x.data.len() == img.len())
+                {
                     *m = Some(Mirror::create(p, img.len())?);
                 }
                 let Some(mm) = m.as_mut() else { unreachable!() };
@@ -266,7 +269,11 @@ impl Mirror {
     /// Makes the file hold `img`.
     fn load(&mut self, img: &[u8]) -> Result<(), String> {
         use std::os::unix::fs::FileExt;
-        for (i, (want, have)) in img.chunks(CHUNK).zip(self.data.chunks_mut(CHUNK)).enumerate() {
+        for (i, (want, have)) in img
+            .chunks(CHUNK)
+            .zip(self.data.chunks_mut(CHUNK))
+            .enumerate()
+        {
             if want != have {
                 self.file
                     .write_all_at(want, (i * CHUNK) as u64)
