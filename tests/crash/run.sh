@@ -6,12 +6,12 @@
 # ends with "crash: N states, N passed, N failed".
 #
 # usage: tests/crash/run.sh [--limit N] [--subsets N] [--fsck-every N] [--seed N]
-#   --limit: cuts per phase and case before sampling (default 1000; a large
+#   --limit: cuts per phase and case before sampling (default 500; a large
 #            campaign: --limit 100000 --subsets 8)
 set -euo pipefail
 . "$(dirname "$0")/../../ci/lib.sh"
 cd "$BOW_ROOT"
-limit=1000 subsets=2 fsck_every=40 seed=1
+limit=500 subsets=2 fsck_every=40 seed=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --limit) limit=$2; shift ;;
@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-img=target/vm/last/disk4.img
+img=${BOW_CRASH_IMG:-target/vm/last/disk4.img}
 [ -f "$img" ] || die "no recordings: run tests/vm/run.sh crash first"
 out=target/crash
 rm -rf "$out"; mkdir -p "$out"

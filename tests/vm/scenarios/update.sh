@@ -1,4 +1,4 @@
-# timeout: 300
+# timeout: 400
 # multiboot: one stage per boot of the same disks, driven by tests/vm/update.sh
 # The README's demo: an A/B update on top of user data, across six boots.
 # Every boot runs the example init scripts (examples/init) as an init would:
