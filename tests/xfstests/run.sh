@@ -61,7 +61,7 @@ if [ -z "${XFSTESTS_SRC:-}" ] || [ ! -f "${XFSTESTS_SRC:-/nonexistent}/check" ];
     [ -n "${XFSTESTS_SRC:-}" ] && reason="XFSTESTS_SRC=$XFSTESTS_SRC is not an xfstests checkout"
     printf 'xfstests\t%s\n' "not run: $reason" > "$notrun_f"
     echo "NOT RUN: xfstests: $reason"
-    echo "xfstests: 0 passed, 0 failed, 0 notrun (xfstests not run: $reason)"
+    echo "xfstests: 0 passed, 0 failed, 1 notrun (xfstests not run: $reason)"
     exit 0
 fi
 
@@ -266,6 +266,16 @@ done
         fs=$(section_opt "$s" FSTYP) mode=$(section_opt "$s" BOW_MODE)
         printf '| %s | %s | %s | %s | %s |\n' "$fs" "$mode" \
             "$(count "$fs $mode " pass)" "$(count "$fs $mode " fail)" "$(count_notrun "$fs $mode ")"
+    done
+    # And one line per test: its verdict in each section.
+    printf '\n| test |'; for s in $sections; do printf ' %s |' "$s"; done
+    printf '\n|---|'; for s in $sections; do printf -- '---|'; done; printf '\n'
+    for t in $(printf '%s\n' "${!verdict[@]}" | cut -d: -f3 | sort -u); do
+        printf '| %s |' "$t"
+        for s in $sections; do
+            printf ' %s |' "${verdict[$(section_opt "$s" FSTYP):$(section_opt "$s" BOW_MODE):$t]:--}"
+        done
+        printf '\n'
     done
 } > "$out/summary.md"
 cat "$out/summary.md"

@@ -20,7 +20,15 @@ ctl=$1
 . /control/params
 XT=/opt/xfstests
 cfg=/control/local.config
-cp "$cfg" $XT/local.config
+# xfstests reads the first section of a config to start with, even with
+# -s: then a later section of another FSTYP starts by mounting TEST_DEV with
+# the first one's type. Give it a config of this section alone: the first
+# section's options, overridden by this section's.
+awk -v s="[$SECTION]" '
+    /^\[/ { n++; in_s = ($1 == s); next }
+    /^[A-Za-z_]+=/ && (n == 1 || in_s) { k = substr($0, 1, index($0, "=") - 1); if (!(k in v)) order[++m] = k; v[k] = $0 }
+    END { print s; for (i = 1; i <= m; i++) print v[order[i]] }' "$cfg" > $XT/local.config
+cat $XT/local.config
 
 # One option of one section (no carrying over: each section names both).
 opt() { awk -v s="[$SECTION]" -v k="$1" '
