@@ -25,11 +25,10 @@ struct Bar {
 
 impl Bar {
     fn new(enabled: bool) -> Self {
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            b.enable_steady_tick(Duration::from_millis(200));
-            b
-        });
+        // Hidden until `phase` gives it a style: drawn earlier, the default
+        // style would show an empty "0/0" bar.
+        let bar = (enabled && std::io::stderr().is_terminal())
+            .then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden()));
         Self { bar }
     }
 
@@ -46,6 +45,8 @@ impl Bar {
             if let Ok(s) = ProgressStyle::with_template(style) {
                 b.set_style(s.progress_chars("=> "));
             }
+            b.set_draw_target(ProgressDrawTarget::stderr());
+            b.enable_steady_tick(Duration::from_millis(200));
         }
     }
 
