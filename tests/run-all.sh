@@ -7,6 +7,8 @@
 #      recorded (tests/crash/run.sh); each case and phase counts as one check
 #   5. update lifecycle: six boots of one VM, two ending in a power cut
 #      (tests/vm/update.sh); each check of each boot counts
+#   6. xfstests, when XFSTESTS_SRC names a checkout (tests/xfstests/run.sh,
+#      docs/xfstests.md); otherwise reported as not run, never as passed
 # Installs what it needs first (ci/setup.sh).
 set -uo pipefail
 . "$(dirname "$0")/../ci/lib.sh"
@@ -79,6 +81,23 @@ grep $'\tfail$' "$ures" 2>/dev/null | sed 's/^/FAILED: /' >> "$report" || true
 if [ "$up_status" != 0 ] && [ "${f:-0}" = 0 ]; then
     echo "FAILED: update lifecycle exited $up_status" >> "$report"
     failed=$((failed + 1))
+fi
+
+# --- xfstests (only with a checkout) ----------------------------------------
+if [ -n "${XFSTESTS_SRC:-}" ]; then
+    log "xfstests: curated list on dm-bow and dm-linear"
+    if bash tests/xfstests/run.sh; then xf_status=0; else xf_status=$?; fi
+    xres=$BOW_ROOT/target/xfstests/results.tsv
+    p=$(grep -c $'\tpass$' "$xres" 2>/dev/null || true)
+    f=$(grep -c $'\tfail$' "$xres" 2>/dev/null || true)
+    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+    grep $'\tfail$' "$xres" 2>/dev/null | sed 's/^/FAILED: /' >> "$report" || true
+    if [ "$xf_status" != 0 ] && [ "${f:-0}" = 0 ]; then
+        echo "FAILED: xfstests exited $xf_status" >> "$report"
+        failed=$((failed + 1))
+    fi
+else
+    echo "xfstests: NOT RUN: XFSTESTS_SRC does not name an xfstests checkout (see docs/xfstests.md); not counted"
 fi
 
 cat "$report"

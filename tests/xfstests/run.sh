@@ -3,8 +3,9 @@
 # baseline over the same disks, one boot per config section.
 #
 # usage: XFSTESTS_SRC=/path/to/xfstests tests/xfstests/run.sh [options]
-#   --list NAME|FILE   tests to run: curated (default), quick (the whole quick
-#                      group, for runs outside CI: hours under TCG), or a file
+#   --list NAME|FILE   tests to run: curated (default), extended (all of
+#                      issue 7's list), quick (the whole quick group, for runs
+#                      outside CI: hours under TCG), or a file
 #                      with one test a line (# comments)
 #   --tests "T..."     these tests instead of a list (e.g. "generic/260 xfs/011")
 #   --sections A,B     config sections (default: every section of
@@ -43,7 +44,7 @@ while [ $# -gt 0 ]; do
         --test-timeout) test_timeout=$2; shift ;;
         --jobs) jobs=$2; shift ;;
         --collect-only) collect_only=1 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -69,6 +70,7 @@ fi
 if [ -z "$tests" ]; then
     case "$list" in
         curated) lf=$here/curated.list ;;
+        extended) lf=$here/extended.list ;;
         quick) lf="" tests="-g quick" ;;
         *) lf=$list ;;
     esac
@@ -86,6 +88,13 @@ section_opt() { awk -v s="[$1]" -v k="$2" '/^\[/ { in_s = ($1 == s); next }
 for s in $sections; do
     [[ " $all_sections " == *" $s "* ]] || die "no section [$s] in $cfg (have: $all_sections)"
 done
+
+# count <"fs mode " prefix> <pass|fail>: tests (names with a /) with that verdict.
+count() { awk -F'\t' -v p="xfstests $1" -v v="$2" 'index($2, p) == 1 && $2 ~ /\// && $3 == v { n++ } END { print n + 0 }' "$results"; }
+count_notrun() { awk -F'\t' -v p="$1" 'index($1, p) == 1 { n++ } END { print n + 0 }' "$notrun_f"; }
+status=0
+declare -A verdict
+splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN|UBSAN|possible recursive locking|circular locking|lockdep is turned off|inconsistent lock state|blocked for more than|general protection fault|soft lockup|hard LOCKUP|rcu.*stall|Call Trace:|Unable to handle'
 
 if [ "$collect_only" = 0 ]; then
 # --- builds: kernel and module, xfstests, root filesystem, image -------------
@@ -127,12 +136,6 @@ fi
 
 smp=$(( $(nproc) / jobs )); [ "$smp" -ge 1 ] || smp=1
 # --- one boot per section -------------------------------------------------------
-splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN|UBSAN|possible recursive locking|circular locking|lockdep is turned off|inconsistent lock state|blocked for more than|general protection fault|soft lockup|hard LOCKUP|rcu.*stall|Call Trace:|Unable to handle'
-# count <"fs mode " prefix> <pass|fail>: tests (names with a /) with that verdict.
-count() { awk -F'\t' -v p="xfstests $1" -v v="$2" 'index($2, p) == 1 && $2 ~ /\// && $3 == v { n++ } END { print n + 0 }' "$results"; }
-count_notrun() { awk -F'\t' -v p="$1" 'index($1, p) == 1 { n++ } END { print n + 0 }' "$notrun_f"; }
-status=0
-declare -A verdict
 boot_section() {
     local s=$1 fs mode stests t d disk console t0 qpid timed_out cur cur_start now secs
     fs=$(section_opt "$s" FSTYP) mode=$(section_opt "$s" BOW_MODE)
@@ -223,12 +226,24 @@ for s in $sections; do
         esac
     done < <(grep -a "^XT-RESULT $s " "$d/console.txt" || true)
     if ! grep -aq "^XT-SECTION-END $s" "$d/console.txt"; then
-        # Crashed or killed: every test that started and has no verdict fails.
-        for t in $(grep -a -o 'run fstests [^ ]* at' "$d/console.txt" | cut -d' ' -f3 | sort -u); do
+        # Crashed or killed: the verdicts come from check's own lines on the
+        # console: a time (" 45s") is a pass, "[not run] why" a notrun,
+        # anything else (a mismatch, a failure, no end) a fail.
+        while IFS=$'\t' read -r t v reason; do
             [ -n "${verdict[$fs:$mode:$t]:-}" ] && continue
-            verdict[$fs:$mode:$t]=fail
-            printf 'check\txfstests %s %s %s\t%s\n' "$fs" "$mode" "$t" fail >> "$results"
-        done
+            verdict[$fs:$mode:$t]=$v
+            case $v in
+                notrun) printf '%s %s %s\t%s\n' "$fs" "$mode" "$t" "$reason" >> "$notrun_f" ;;
+                *) printf 'check\txfstests %s %s %s\t%s\n' "$fs" "$mode" "$t" "$v" >> "$results" ;;
+            esac
+        done < <(awk '
+            function done_(v, r) { if (t != "") printf "%s\t%s\t%s\n", t, v, r; t = "" }
+            match($0, /run fstests [^ ]+ at/) { done_("fail", ""); split(substr($0, RSTART, RLENGTH), w, " "); t = w[3]; bad = 0; next }
+            t == "" { next }
+            /^ *[0-9]+s$/ { done_(bad ? "fail" : "pass", ""); next }
+            /^\[not run\]/ { r = $0; sub(/^\[not run\] */, "", r); done_("notrun", r); next }
+            /output mismatch|\[failed|_check_dmesg|_check_.*_filesystem: filesystem on .* is inconsistent/ { bad = 1 }
+            END { done_("fail", "") }' "$d/console.txt")
         echo "FAIL: section $s did not finish${timed_out:+ ($timed_out)}"
         printf 'check\txfstests %s %s section-finished\tfail\n' "$fs" "$mode" >> "$results"
         status=1

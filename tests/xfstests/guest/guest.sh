@@ -127,7 +127,7 @@ last() { grep "^$1" "$rb/check.log" 2>/dev/null | tail -1 | sed "s/^$1 *//"; }
 ran=" $(last 'Ran:') " notrun=" $(last 'Not run:') " bad=" $(last 'Failures:') "
 for t in $ran; do
     if [ -f "$rb/$t.notrun" ] || [[ "$notrun" == *" $t "* ]]; then
-        echo "XT-RESULT $SECTION $t notrun $(tr '\n' ' ' < "$rb/$t.notrun" 2>/dev/null)"
+        echo "XT-RESULT $SECTION $t notrun $(tr '\n' ' ' < "$rb/$t.notrun" 2>/dev/null | sed 's/ *$//')"
     elif [[ "$bad" == *" $t "* ]]; then
         echo "XT-RESULT $SECTION $t fail"
     else
