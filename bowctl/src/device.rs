@@ -407,7 +407,8 @@ pub fn mount(dev: &Path, dir: &Path, fstype: Option<&str>, options: &str) -> Res
 /// guard is dropped (FITHAW): the checkpoint then holds a clean filesystem,
 /// with nothing half-written and the journal empty. `None` when the
 /// filesystem cannot freeze (vfat, for one): the checkpoint is then a
-/// crash-consistent image, as with Android.
+/// crash-consistent image, as with Android. `None` too when it is frozen
+/// already (EBUSY): whoever froze it thaws it.
 pub fn freeze(dir: &Path) -> Result<Option<Frozen>> {
     use std::os::fd::AsRawFd;
     let f =
@@ -418,7 +419,7 @@ pub fn freeze(dir: &Path) -> Result<Option<Frozen>> {
         let e = std::io::Error::last_os_error();
         if matches!(
             e.raw_os_error(),
-            Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL)
+            Some(libc::EOPNOTSUPP | libc::ENOTTY | libc::EINVAL | libc::EBUSY)
         ) {
             return Ok(None);
         }
