@@ -182,4 +182,5 @@ check "  the record counted the attempt" grep -q '"remaining": 0' $REC
 check "boot: rolls back" boot
 umount /data
 umount /metadata
+check "no bow device left; the module unloads" rmmod dm_bow
 finish
