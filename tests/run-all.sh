@@ -21,6 +21,26 @@ report=$BOW_ROOT/target/test-report.txt
 mkdir -p target
 : > "$report"
 
+# add_tsv <what> <results.tsv> <exit status>: counts the tsv's pass and fail
+# lines (name<TAB>...<TAB>pass|fail) and reports its failures; a non-zero
+# status with no failing line, or no results at all, is one failure more.
+add_tsv() {
+    local what=$1 tsv=$2 st=$3 p=0 f=0
+    if [ -s "$tsv" ]; then
+        p=$(grep -c $'\tpass$' "$tsv" || true)
+        f=$(grep -c $'\tfail$' "$tsv" || true)
+        grep $'\tfail$' "$tsv" | sed 's/^/FAILED: /' >> "$report" || true
+    else
+        echo "FAILED: the $what produced no results (status $st)" >> "$report"
+        f=1
+    fi
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$st" != 0 ] && [ "$f" = 0 ]; then
+        echo "FAILED: $what exited $st" >> "$report"
+        failed=$((failed + 1))
+    fi
+}
+
 # --- host tests ------------------------------------------------------------
 log "cargo test --workspace"
 cargo_out=$BOW_ROOT/target/cargo-test.log
@@ -39,20 +59,7 @@ fi
 mapfile -t scenarios < <(cd tests/vm/scenarios && grep -L '^# multiboot' -- *.sh | sed 's/\.sh$//')
 log "VM scenarios: ${scenarios[*]}"
 if bash tests/vm/run.sh "${scenarios[@]}"; then vm_status=0; else vm_status=$?; fi
-res=$BOW_ROOT/target/vm/last/results.tsv
-if [ -s "$res" ]; then
-    p=$(grep -c $'\tpass$' "$res" || true)
-    f=$(grep -c $'\tfail$' "$res" || true)
-    passed=$((passed + p)); failed=$((failed + f))
-    grep $'\tfail$' "$res" | sed 's/^/FAILED: /' >> "$report" || true
-else
-    echo "FAILED: the VM run produced no results (status $vm_status)" >> "$report"
-    failed=$((failed + 1))
-fi
-if [ "$vm_status" != 0 ] && [ "$(grep -c $'\tfail$' "$res" 2>/dev/null || echo 0)" = 0 ]; then
-    echo "FAILED: VM run exited $vm_status" >> "$report"
-    failed=$((failed + 1))
-fi
+add_tsv "VM run" "$BOW_ROOT/target/vm/last/results.tsv" "$vm_status"
 
 # --- crash campaign (host half) ---------------------------------------------
 log "crash campaign: replaying the recorded crash states"
@@ -73,31 +80,15 @@ fi
 # --- update lifecycle across boots ------------------------------------------
 log "update lifecycle: six boots of one VM"
 if bash tests/vm/update.sh --no-build; then up_status=0; else up_status=$?; fi
-ures=$BOW_ROOT/target/vm/update/results.tsv
-p=$(grep -c $'\tpass$' "$ures" 2>/dev/null || true)
-f=$(grep -c $'\tfail$' "$ures" 2>/dev/null || true)
-passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
-grep $'\tfail$' "$ures" 2>/dev/null | sed 's/^/FAILED: /' >> "$report" || true
-if [ "$up_status" != 0 ] && [ "${f:-0}" = 0 ]; then
-    echo "FAILED: update lifecycle exited $up_status" >> "$report"
-    failed=$((failed + 1))
-fi
+add_tsv "update lifecycle" "$BOW_ROOT/target/vm/update/results.tsv" "$up_status"
 
 # --- xfstests (only with a checkout) ----------------------------------------
-if [ -n "${XFSTESTS_SRC:-}" ]; then
+if [ -n "${XFSTESTS_SRC:-}" ] && [ -f "$XFSTESTS_SRC/check" ]; then
     log "xfstests: curated list on dm-bow and dm-linear"
     if bash tests/xfstests/run.sh; then xf_status=0; else xf_status=$?; fi
-    xres=$BOW_ROOT/target/xfstests/results.tsv
-    p=$(grep -c $'\tpass$' "$xres" 2>/dev/null || true)
-    f=$(grep -c $'\tfail$' "$xres" 2>/dev/null || true)
-    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
-    grep $'\tfail$' "$xres" 2>/dev/null | sed 's/^/FAILED: /' >> "$report" || true
-    if [ "$xf_status" != 0 ] && [ "${f:-0}" = 0 ]; then
-        echo "FAILED: xfstests exited $xf_status" >> "$report"
-        failed=$((failed + 1))
-    fi
+    add_tsv "xfstests run" "$BOW_ROOT/target/xfstests/results.tsv" "$xf_status"
 else
-    echo "xfstests: NOT RUN: XFSTESTS_SRC does not name an xfstests checkout (see docs/xfstests.md); not counted"
+    echo "xfstests: NOT RUN: XFSTESTS_SRC${XFSTESTS_SRC:+=$XFSTESTS_SRC} does not name an xfstests checkout (see docs/xfstests.md); not counted"
 fi
 
 cat "$report"

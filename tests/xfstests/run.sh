@@ -6,7 +6,10 @@
 #   --list NAME|FILE   tests to run: curated (default), extended (all of
 #                      issue 7's list), quick (the whole quick group, for runs
 #                      outside CI: hours under TCG), or a file
-#                      with one test a line (# comments)
+#                      with one test a line (# comments), optionally
+#                      followed by the BOW_MODEs and filesystems it
+#                      runs on ("generic/081 linear bow1 ext4"; default:
+#                      all)
 #   --tests "T..."     these tests instead of a list (e.g. "generic/260 xfs/011")
 #   --sections A,B     config sections (default: every section of
 #                      xfstests-config/local.config, in file order)
@@ -35,6 +38,7 @@ set -euo pipefail
 . "$(dirname "$0")/../../ci/lib.sh"
 
 list=curated tests="" sections="" kdir="" test_timeout=600 jobs=2 collect_only=0
+declare -A modes_of fs_of   # test -> the BOW_MODEs / filesystems it runs on (absent: all)
 while [ $# -gt 0 ]; do
     case "$1" in
         --list) list=$2; shift ;;
@@ -44,7 +48,7 @@ while [ $# -gt 0 ]; do
         --test-timeout) test_timeout=$2; shift ;;
         --jobs) jobs=$2; shift ;;
         --collect-only) collect_only=1 ;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -76,7 +80,24 @@ if [ -z "$tests" ]; then
     esac
     if [ -n "$lf" ]; then
         [ -f "$lf" ] || die "no such list: $lf"
-        tests=$(sed 's/#.*//' "$lf" | xargs)
+        # A line is a test, then optionally the BOW_MODEs it runs in and
+        # the filesystems ("generic/081 linear bow1 ext4"); without modes
+        # it runs in every mode, without filesystems on every filesystem.
+        while read -r t m; do
+            [ -n "$t" ] || continue
+            md="" fl=""
+            for w in $m; do
+                case "$w" in
+                    linear|bow0|bow1|bow2) md+=" $w" ;;
+                    ext4|xfs) fl+=" $w" ;;
+                    *) die "$lf: $t: unknown word '$w' (a mode: linear, bow0, bow1, bow2; a filesystem: ext4, xfs)" ;;
+                esac
+            done
+            [ -z "$md" ] || [[ "$md " == *" linear "* ]] || die "$lf: $t: every test also runs on linear (the baseline)"
+            tests+=" $t"
+            [ -z "$md" ] || modes_of[$t]=$md
+            [ -z "$fl" ] || fs_of[$t]=$fl
+        done < <(sed 's/#.*//' "$lf")
     fi
 fi
 [ -n "$tests" ] || die "no tests to run"
@@ -135,20 +156,36 @@ if [ "$(cat "$img.key" 2>/dev/null)" != "$ikey" ]; then
 fi
 
 smp=$(( $(nproc) / jobs )); [ "$smp" -ge 1 ] || smp=1
+fi # collect_only
+# section_tests <section>: the tests that run there. Filesystem-specific
+# tests only where they belong, and a test only in the modes and on the
+# filesystems its list line names.
+section_tests() {
+    local fs mode t out=""
+    fs=$(section_opt "$1" FSTYP) mode=$(section_opt "$1" BOW_MODE)
+    for t in $tests; do
+        [ -z "${modes_of[$t]:-}" ] || [[ " ${modes_of[$t]} " == *" $mode "* ]] || continue
+        [ -z "${fs_of[$t]:-}" ] || [[ " ${fs_of[$t]} " == *" $fs "* ]] || continue
+        case "$t" in
+            ext4/*|xfs/*|btrfs/*) [ "${t%%/*}" = "$fs" ] && out+=" $t" ;;
+            *) out+=" $t" ;;
+        esac
+    done
+    echo "$out"
+}
+if [ "$collect_only" = 0 ]; then
 # --- one boot per section -------------------------------------------------------
 boot_section() {
     local s=$1 fs mode stests t d disk console t0 qpid timed_out cur cur_start now secs
     fs=$(section_opt "$s" FSTYP) mode=$(section_opt "$s" BOW_MODE)
-    # Filesystem-specific tests only where they belong.
-    stests=""
-    for t in $tests; do
-        case "$t" in
-            ext4/*|xfs/*|btrfs/*) [ "${t%%/*}" = "$fs" ] && stests+=" $t" ;;
-            *) stests+=" $t" ;;
-        esac
-    done
+    stests=$(section_tests "$s")
     d=$out/$s
     rm -rf "$d"; mkdir -p "$d"
+    if [ -z "$stests" ]; then
+        log "section $s ($fs, $mode): no test of the list runs here, not booted"
+        touch "$d/no-tests"
+        return 0
+    fi
     for disk in test scratch logw; do truncate -s 2G "$d/$disk.img"; done
     truncate -s 512M "$d/control.img"
     mkdir -p "$d/control"
@@ -202,8 +239,11 @@ boot_section() {
 
 fi # collect_only
 # Sections run --jobs at a time, each guest with cores/jobs vCPUs.
+# The sections with the most tests start first, so that the short ones fill
+# the gaps at the end.
+order=$(for s in $sections; do printf '%s %s\n' "$(wc -w <<<"$(section_tests "$s")")" "$s"; done | sort -s -k1,1nr | cut -d' ' -f2)
 running=0
-[ "$collect_only" = 1 ] || for s in $sections; do
+[ "$collect_only" = 1 ] || for s in $order; do
     if [ "$running" -ge "$jobs" ]; then wait -n || true; running=$((running - 1)); fi
     boot_section "$s" &
     running=$((running + 1))
@@ -213,6 +253,7 @@ wait
 for s in $sections; do
     fs=$(section_opt "$s" FSTYP) mode=$(section_opt "$s" BOW_MODE)
     d=$out/$s console=$d/console.log
+    [ ! -f "$d/no-tests" ] || continue
     secs=$(cat "$d/seconds" 2>/dev/null || echo "?") timed_out=$(cat "$d/timed_out" 2>/dev/null || true)
     tr -d '\r' < "$console" > "$d/console.txt"
     grep -a -E '^XT-SETUP-FAIL' "$d/console.txt" | sed 's/^/    /' >&2 || true
@@ -276,18 +317,20 @@ done
 [ $regress = 0 ] || status=1
 # A table per filesystem and mode (docs/xfstests.md).
 {
+    booted=""
+    for s in $sections; do [ -f "$out/$s/no-tests" ] || booted+=" $s"; done
     printf '| fs | mode | pass | fail | notrun |\n|---|---|---|---|---|\n'
-    for s in $sections; do
+    for s in $booted; do
         fs=$(section_opt "$s" FSTYP) mode=$(section_opt "$s" BOW_MODE)
         printf '| %s | %s | %s | %s | %s |\n' "$fs" "$mode" \
             "$(count "$fs $mode " pass)" "$(count "$fs $mode " fail)" "$(count_notrun "$fs $mode ")"
     done
     # And one line per test: its verdict in each section.
-    printf '\n| test |'; for s in $sections; do printf ' %s |' "$s"; done
-    printf '\n|---|'; for s in $sections; do printf -- '---|'; done; printf '\n'
+    printf '\n| test |'; for s in $booted; do printf ' %s |' "$s"; done
+    printf '\n|---|'; for s in $booted; do printf -- '---|'; done; printf '\n'
     for t in $(printf '%s\n' "${!verdict[@]}" | cut -d: -f3 | sort -u); do
         printf '| %s |' "$t"
-        for s in $sections; do
+        for s in $booted; do
             printf ' %s |' "${verdict[$(section_opt "$s" FSTYP):$(section_opt "$s" BOW_MODE):$t]:--}"
         done
         printf '\n'

@@ -147,6 +147,50 @@ struct Opts<'a> {
     bowctl: Option<&'a Path>,
 }
 
+/// The phases of a case: name, first and last entry (inclusive), and what a
+/// crash state in that range must restore to. run_case replays them; the
+/// `state` subcommand looks one state up in them.
+fn phases<'a>(
+    case: &'a Case,
+    ckpt_image: &'a [u8],
+) -> Vec<(&'static str, usize, usize, Expect<'a>)> {
+    let end = case.entries.len();
+    let mut phases = vec![("0->1", case.pre, case.ckpt, Expect::Checkpoint(ckpt_image))];
+    match &case.commit {
+        None => {
+            let (last, rb) = match case.rollback {
+                Some((pre, done)) => (pre, Some((pre + 1, done))),
+                None => (end, None),
+            };
+            phases.push((
+                "state 1",
+                case.ckpt + 1,
+                last,
+                Expect::Checkpoint(ckpt_image),
+            ));
+            if let Some((from, to)) = rb {
+                phases.push(("restore", from, to, Expect::Checkpoint(ckpt_image)));
+            }
+        }
+        Some((pc, c, view)) => {
+            phases.push((
+                "state 1",
+                case.ckpt + 1,
+                *pc,
+                Expect::Checkpoint(ckpt_image),
+            ));
+            phases.push((
+                "1->2",
+                *pc + 1,
+                *c,
+                Expect::CheckpointOrCommitted(ckpt_image, view),
+            ));
+            phases.push(("state 2", *c + 1, end, Expect::NoLog));
+        }
+    }
+    phases
+}
+
 fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
     let Opts {
         limit,
@@ -175,39 +219,7 @@ fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
     let end = case.entries.len();
     let shared = Restorer::InProcess;
     let binary = bowctl.map(|b| Restorer::Bowctl(b.to_path_buf()));
-    let mut phases = vec![("0->1", case.pre, case.ckpt, Expect::Checkpoint(&ckpt_image))];
-    match &case.commit {
-        None => {
-            let (last, rb) = match case.rollback {
-                Some((pre, done)) => (pre, Some((pre + 1, done))),
-                None => (end, None),
-            };
-            phases.push((
-                "state 1",
-                case.ckpt + 1,
-                last,
-                Expect::Checkpoint(&ckpt_image),
-            ));
-            if let Some((from, to)) = rb {
-                phases.push(("restore", from, to, Expect::Checkpoint(&ckpt_image)));
-            }
-        }
-        Some((pc, c, view)) => {
-            phases.push((
-                "state 1",
-                case.ckpt + 1,
-                *pc,
-                Expect::Checkpoint(&ckpt_image),
-            ));
-            phases.push((
-                "1->2",
-                *pc + 1,
-                *c,
-                Expect::CheckpointOrCommitted(&ckpt_image, view),
-            ));
-            phases.push(("state 2", *c + 1, end, Expect::NoLog));
-        }
-    }
+    let phases = phases(&case, &ckpt_image);
     let mut reports = Vec::new();
     let mut failures = Vec::new();
     for (name, from, to, want) in phases {
@@ -371,13 +383,11 @@ fn main() -> ExitCode {
             if let Some(o) = out {
                 std::fs::write(&o, &img)?;
             }
-            let want = match &c.commit {
-                Some((pc, cm, view)) if state.k > *pc && state.k <= *cm => {
-                    Expect::CheckpointOrCommitted(&ckpt_image, view)
-                }
-                Some((_, cm, _)) if state.k > *cm => Expect::NoLog,
-                _ => Expect::Checkpoint(&ckpt_image),
-            };
+            // What run_case expects of the phase the state falls in.
+            let want = phases(&c, &ckpt_image)
+                .into_iter()
+                .find(|(_, from, to, _)| (*from..=*to).contains(&state.k))
+                .map_or(Expect::Checkpoint(&ckpt_image), |(.., want)| want);
             let r = bowctl.map_or(Restorer::InProcess, Restorer::Bowctl);
             let (v, _) = check(&c, want, img, &r, "state");
             Ok(match v {
