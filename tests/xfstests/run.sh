@@ -38,6 +38,7 @@ set -euo pipefail
 . "$(dirname "$0")/../../ci/lib.sh"
 
 list=curated tests="" sections="" kdir="" test_timeout=600 jobs=2 collect_only=0
+run_t0=$(date +%s)
 declare -A modes_of fs_of   # test -> the BOW_MODEs / filesystems it runs on (absent: all)
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -338,5 +339,6 @@ done
 } > "$out/summary.md"
 cat "$out/summary.md"
 echo "xfstests source: $XFSTESTS_SRC at $(cat "$out/xfstests-commit" 2>/dev/null || echo unknown)"
+[ "$collect_only" = 1 ] || echo "xfstests: wall time $(( $(date +%s) - run_t0 )) s (sections: $sections)"
 echo "xfstests: $(count "" pass) passed, $(count "" fail) failed, $(count_notrun "") notrun"
 exit $status
