@@ -15,7 +15,10 @@
 #                      xfstests-config/local.config, in file order)
 #   --kernel DIR       use DIR/bzImage and DIR/dm-bow.ko instead of building
 #                      them (ci/build-kernel.sh, ci/build-module.sh)
-#   --test-timeout N   kill the guest when one test runs over N s (default 600)
+#   --test-timeout N   stop a test that runs over N s (default 600): the
+#                      guest kills it, check counts it failed and goes on;
+#                      the guest itself is killed when a test runs over
+#                      N + 180 s (a test stuck in the kernel)
 #   --jobs N           guests running at once (default 2), each with
 #                      max(1, cores / N) vCPUs
 #   --collect-only     boot nothing: count the sections' last results again
@@ -49,7 +52,7 @@ while [ $# -gt 0 ]; do
         --test-timeout) test_timeout=$2; shift ;;
         --jobs) jobs=$2; shift ;;
         --collect-only) collect_only=1 ;;
-        -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -190,7 +193,7 @@ boot_section() {
     for disk in test scratch logw; do truncate -s 2G "$d/$disk.img"; done
     truncate -s 512M "$d/control.img"
     mkdir -p "$d/control"
-    printf 'SECTION=%q\nTESTS=%q\n' "$s" "$stests" > "$d/control/params"
+    printf 'SECTION=%q\nTESTS=%q\nTEST_TIMEOUT=%q\n' "$s" "$stests" "$test_timeout" > "$d/control/params"
     cp "$cfg" "$d/control/local.config"
     cp "$here/guest/guest.sh" "$d/control/guest.sh"
     tar -C "$d/control" -cf - . | dd of="$d/control.img" conv=notrunc status=none
@@ -208,7 +211,9 @@ boot_section() {
         -drive "file=$d/control.img,format=raw,if=virtio" \
         </dev/null > "$d/qemu.out" 2>&1 &
     qpid=$!
-    # Watchdog: setup within 600 s, each test within --test-timeout.
+    # Watchdog: setup within 600 s, each test within --test-timeout + 180
+    # (the guest stops a test at --test-timeout itself; this is for a guest
+    # that cannot).
     timed_out="" cur="" cur_start=$t0
     while kill -0 "$qpid" 2>/dev/null; do
         sleep 2
@@ -217,8 +222,8 @@ boot_section() {
         [ -n "$t" ] && [ "$t" != "$cur" ] && { cur=$t; cur_start=$now; }
         if [ -z "$cur" ] && [ $(( now - t0 )) -gt 600 ] && ! grep -aq XT-CHECK-END "$console"; then
             timed_out="boot and setup (over 600 s)"
-        elif [ -n "$cur" ] && ! grep -aq XT-CHECK-END "$console" && [ $(( now - cur_start )) -gt "$test_timeout" ]; then
-            timed_out="test $cur (over $test_timeout s)"
+        elif [ -n "$cur" ] && ! grep -aq XT-CHECK-END "$console" && [ $(( now - cur_start )) -gt $(( test_timeout + 180 )) ]; then
+            timed_out="test $cur (over $(( test_timeout + 180 )) s)"
         elif grep -aq XT-CHECK-END "$console" && [ $(( now - $(stat -c %Y "$console") )) -gt 300 ]; then
             timed_out="results (nothing for 300 s after check ended)"
         fi
@@ -257,7 +262,7 @@ for s in $sections; do
     [ ! -f "$d/no-tests" ] || continue
     secs=$(cat "$d/seconds" 2>/dev/null || echo "?") timed_out=$(cat "$d/timed_out" 2>/dev/null || true)
     tr -d '\r' < "$console" > "$d/console.txt"
-    grep -a -E '^XT-SETUP-FAIL' "$d/console.txt" | sed 's/^/    /' >&2 || true
+    grep -a -E '^XT-SETUP-FAIL|^XT-TEST-TIMEOUT' "$d/console.txt" | sed 's/^/    /' >&2 || true
     n_done=0
     while read -r _ _ t v reason; do
         n_done=$((n_done + 1))

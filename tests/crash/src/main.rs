@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use bow_crash::{
     check, ext4_files, files_diff, plan, Builder, Case, Expect, Outcome, Restorer, State, Verdict,
 };
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,29 +23,8 @@ enum Cmd {
     /// Try the crash states of one case directory.
     Run {
         case: PathBuf,
-        /// At most this many cuts per phase; beyond it, every flush/FUA
-        /// boundary plus random cuts.
-        #[arg(long, default_value_t = 400)]
-        limit: usize,
-        /// Random subsets of the last flush epoch per cut.
-        #[arg(long, default_value_t = 2)]
-        subsets: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Run fsck on every Nth restored state (0: never).
-        #[arg(long, default_value_t = 50)]
-        fsck_every: usize,
-        /// Filesystem type, for fsck: ext4 or xfs.
-        #[arg(long)]
-        fs: Option<String>,
-        /// Worker threads.
-        #[arg(long, default_value_t = 2)]
-        jobs: usize,
-        /// The bowctl binary: it restores every state of the restore phase,
-        /// and every fsck-sampled state of the others, where its result
-        /// must equal the shared code's byte for byte.
-        #[arg(long)]
-        bowctl: Option<PathBuf>,
+        #[command(flatten)]
+        opts: RunOpts,
     },
     /// Rebuild one crash state (a reproducer), restore and check it.
     State {
@@ -136,15 +115,32 @@ fn fsck_ok(got: &(bool, String), baseline: &(bool, String)) -> bool {
     got.0 || got.1 == baseline.1
 }
 
-/// What the checks of one case need besides the states.
-struct Opts<'a> {
+/// How `run` tries a case: what the checks need besides the states.
+#[derive(Args)]
+struct RunOpts {
+    /// At most this many cuts per phase; beyond it, every flush/FUA
+    /// boundary plus random cuts.
+    #[arg(long, default_value_t = 400)]
     limit: usize,
+    /// Random subsets of the last flush epoch per cut.
+    #[arg(long, default_value_t = 2)]
     subsets: usize,
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Run fsck on every Nth restored state (0: never).
+    #[arg(long, default_value_t = 50)]
     fsck_every: usize,
-    fs: Option<&'a str>,
+    /// Filesystem type, for fsck: ext4 or xfs.
+    #[arg(long)]
+    fs: Option<String>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
     jobs: usize,
-    bowctl: Option<&'a Path>,
+    /// The bowctl binary: it restores every state of the restore phase,
+    /// and every fsck-sampled state of the others, where its result
+    /// must equal the shared code's byte for byte.
+    #[arg(long)]
+    bowctl: Option<PathBuf>,
 }
 
 /// The phases of a case: name, first and last entry (inclusive), and what a
@@ -191,16 +187,10 @@ fn phases<'a>(
     phases
 }
 
-fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
-    let Opts {
-        limit,
-        subsets,
-        seed,
-        fsck_every,
-        fs,
-        jobs,
-        bowctl,
-    } = *o;
+fn run_case(dir: &Path, o: &RunOpts) -> Result<Report> {
+    let (limit, subsets, seed, fsck_every, jobs) =
+        (o.limit, o.subsets, o.seed, o.fsck_every, o.jobs);
+    let (fs, bowctl) = (o.fs.as_deref(), o.bowctl.as_deref());
     let t0 = Instant::now();
     let case = Case::load(dir)?;
     // The checkpoint image: the frozen filesystem just before state 1.
@@ -342,28 +332,7 @@ fn run_case(dir: &Path, o: &Opts<'_>) -> Result<Report> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run {
-            case,
-            limit,
-            subsets,
-            seed,
-            fsck_every,
-            fs,
-            jobs,
-            bowctl,
-        } => run_case(
-            &case,
-            &Opts {
-                limit,
-                subsets,
-                seed,
-                fsck_every,
-                fs: fs.as_deref(),
-                jobs,
-                bowctl: bowctl.as_deref(),
-            },
-        )
-        .map(|rep| {
+        Cmd::Run { case, opts } => run_case(&case, &opts).map(|rep| {
             for f in rep.failures.iter().take(20) {
                 eprintln!("FAIL {f}");
             }

@@ -2,7 +2,8 @@
 # Runs one xfstests section in the guest. Copied to the control disk by
 # tests/xfstests/run.sh; run by /xfstests-init with the control disk's path.
 #
-# /control/params sets SECTION and TESTS. The section in /control/local.config
+# /control/params sets SECTION, TESTS and TEST_TIMEOUT (seconds a test may
+# run before it is stopped; 0: no limit). The section in /control/local.config
 # gives FSTYP and BOW_MODE:
 #   linear  dm-linear over the disks (the baseline)
 #   bow0    dm-bow in state 0 (trim): fresh target, nothing recorded
@@ -113,11 +114,48 @@ case $MODE in
 esac
 echo "XT-SETUP-DONE $SECTION"
 
+# Per-test watchdog: a test script running for over TEST_TIMEOUT s is
+# stopped, so that one hung test does not cost the rest of the section.
+# Its processes get SIGKILL and the script SIGTERM, so that its _cleanup
+# trap runs (unmounting, removing its dm devices); a minute later the
+# script gets SIGKILL too. check records the test as failed (exit status)
+# and goes on with the next one.
+test_watchdog() {
+    local -A parent killed
+    local pid ppid et args t k
+    while sleep 5; do
+        parent=()
+        while read -r pid ppid _; do parent[$pid]=$ppid; done < <(ps -e -o pid=,ppid=)
+        while read -r pid et args; do
+            # check runs "bash -c 'exec ./tests/generic/NNN'"
+            [[ "$args" =~ ^[^\ ]*bash\ ([^\ ]*/)?tests/([a-z0-9]+/[0-9]+)$ ]] || continue
+            t=${BASH_REMATCH[2]}
+            [ "$et" -gt "$TEST_TIMEOUT" ] || continue
+            if [ -z "${killed[$pid]:-}" ]; then
+                killed[$pid]=$et
+                echo "XT-TEST-TIMEOUT $SECTION $t: over $TEST_TIMEOUT s, stopping it"
+                kill -TERM "$pid" 2>/dev/null
+                for k in "${!parent[@]}"; do
+                    # k descends from pid: walk up its parents.
+                    local a=${parent[$k]}
+                    while [ -n "$a" ] && [ "$a" != 1 ] && [ "$a" != "$pid" ]; do a=${parent[$a]:-}; done
+                    [ "$a" = "$pid" ] && kill -KILL "$k" 2>/dev/null
+                done
+            elif [ "$et" -gt $(( killed[$pid] + 60 )) ]; then
+                echo "XT-TEST-TIMEOUT $SECTION $t: cleanup over 60 s, killing the script"
+                kill -KILL "$pid" 2>/dev/null
+            fi
+        done < <(ps -e -o pid=,etimes=,args=)
+    done
+}
+if [ "${TEST_TIMEOUT:-0}" -gt 0 ]; then test_watchdog & wd=$!; fi
+
 cd $XT
 start=$(date +%s)
 # shellcheck disable=SC2086
 ./check -s "$SECTION" $TESTS
 echo "XT-CHECK-END $SECTION rc=$? $(( $(date +%s) - start ))s"
+[ -z "${wd:-}" ] || kill "$wd" 2>/dev/null
 umount /mnt/test /mnt/scratch 2>/dev/null
 for n in xt-test xt-scratch; do echo "XT-BOW-STATUS $SECTION $n $(dmsetup status $n)"; done
 
