@@ -9,7 +9,8 @@
 #                      with one test a line (# comments), optionally
 #                      followed by the BOW_MODEs and filesystems it
 #                      runs on ("generic/081 linear bow1 ext4"; default:
-#                      all)
+#                      all) and "@SECONDS", what it takes under TCG
+#                      (default 60; sections are booted longest first)
 #   --tests "T..."     these tests instead of a list (e.g. "generic/260 xfs/011")
 #   --sections A,B     config sections (default: every section of
 #                      xfstests-config/local.config, in file order)
@@ -42,7 +43,7 @@ set -euo pipefail
 
 list=curated tests="" sections="" kdir="" test_timeout=600 jobs=2 collect_only=0
 run_t0=$(date +%s)
-declare -A modes_of fs_of   # test -> the BOW_MODEs / filesystems it runs on (absent: all)
+declare -A modes_of fs_of cost_of  # test -> the BOW_MODEs / filesystems it runs on (absent: all), its seconds
 while [ $# -gt 0 ]; do
     case "$1" in
         --list) list=$2; shift ;;
@@ -52,7 +53,7 @@ while [ $# -gt 0 ]; do
         --test-timeout) test_timeout=$2; shift ;;
         --jobs) jobs=$2; shift ;;
         --collect-only) collect_only=1 ;;
-        -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -94,7 +95,8 @@ if [ -z "$tests" ]; then
                 case "$w" in
                     linear|bow0|bow1|bow2) md+=" $w" ;;
                     ext4|xfs) fl+=" $w" ;;
-                    *) die "$lf: $t: unknown word '$w' (a mode: linear, bow0, bow1, bow2; a filesystem: ext4, xfs)" ;;
+                    @[0-9]*) [[ "$w" =~ ^@[0-9]+$ ]] || die "$lf: $t: bad time '$w' (@SECONDS)"; cost_of[$t]=${w#@} ;;
+                    *) die "$lf: $t: unknown word '$w' (a mode: linear, bow0, bow1, bow2; a filesystem: ext4, xfs; a time: @SECONDS)" ;;
                 esac
             done
             [ -z "$md" ] || [[ "$md " == *" linear "* ]] || die "$lf: $t: every test also runs on linear (the baseline)"
@@ -245,9 +247,11 @@ boot_section() {
 
 fi # collect_only
 # Sections run --jobs at a time, each guest with cores/jobs vCPUs.
-# The sections with the most tests start first, so that the short ones fill
-# the gaps at the end.
-order=$(for s in $sections; do printf '%s %s\n' "$(wc -w <<<"$(section_tests "$s")")" "$s"; done | sort -s -k1,1nr | cut -d' ' -f2)
+# The longest sections start first (the tests' @SECONDS, 60 for a test
+# without, and 60 for the boot), so that the short ones fill the gaps at
+# the end.
+section_cost() { local t c=60; for t in $(section_tests "$1"); do c=$(( c + ${cost_of[$t]:-60} )); done; echo $c; }
+order=$(for s in $sections; do printf '%s %s\n' "$(section_cost "$s")" "$s"; done | sort -s -k1,1nr | cut -d' ' -f2)
 running=0
 [ "$collect_only" = 1 ] || for s in $order; do
     if [ "$running" -ge "$jobs" ]; then wait -n || true; running=$((running - 1)); fi

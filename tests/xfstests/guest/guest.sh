@@ -121,15 +121,21 @@ echo "XT-SETUP-DONE $SECTION"
 # script gets SIGKILL too. check records the test as failed (exit status)
 # and goes on with the next one.
 test_watchdog() {
-    local -A parent killed
-    local pid ppid et args t k
+    # Ages are counted from /proc/uptime, from when the watchdog first saw
+    # the script (ps's etimes gave ages of over 1500 s to a 160 s old test
+    # under TCG).
+    local -A parent first killed
+    local pid ppid args t k a up et
     while sleep 5; do
+        read -r up _ < /proc/uptime; up=${up%.*}
         parent=()
         while read -r pid ppid _; do parent[$pid]=$ppid; done < <(ps -e -o pid=,ppid=)
-        while read -r pid et args; do
+        while read -r pid args; do
             # check runs "bash -c 'exec ./tests/generic/NNN'"
             [[ "$args" =~ ^[^\ ]*bash\ ([^\ ]*/)?tests/([a-z0-9]+/[0-9]+)$ ]] || continue
             t=${BASH_REMATCH[2]}
+            [ -n "${first[$pid]:-}" ] || first[$pid]=$up
+            et=$(( up - first[$pid] ))
             [ "$et" -gt "$TEST_TIMEOUT" ] || continue
             if [ -z "${killed[$pid]:-}" ]; then
                 killed[$pid]=$et
@@ -137,7 +143,7 @@ test_watchdog() {
                 kill -TERM "$pid" 2>/dev/null
                 for k in "${!parent[@]}"; do
                     # k descends from pid: walk up its parents.
-                    local a=${parent[$k]}
+                    a=${parent[$k]}
                     while [ -n "$a" ] && [ "$a" != 1 ] && [ "$a" != "$pid" ]; do a=${parent[$a]:-}; done
                     [ "$a" = "$pid" ] && kill -KILL "$k" 2>/dev/null
                 done
@@ -145,7 +151,7 @@ test_watchdog() {
                 echo "XT-TEST-TIMEOUT $SECTION $t: cleanup over 60 s, killing the script"
                 kill -KILL "$pid" 2>/dev/null
             fi
-        done < <(ps -e -o pid=,etimes=,args=)
+        done < <(ps -e -o pid=,args=)
     done
 }
 if [ "${TEST_TIMEOUT:-0}" -gt 0 ]; then test_watchdog & wd=$!; fi
