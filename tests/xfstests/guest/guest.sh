@@ -124,15 +124,15 @@ test_watchdog() {
     # Ages are counted from /proc/uptime, from when the watchdog first saw
     # the script (ps's etimes gave ages of over 1500 s to a 160 s old test
     # under TCG).
-    local -A parent first killed
+    local -A parent cmd first killed
     local pid ppid args t k a up et
     while sleep 5; do
         read -r up _ < /proc/uptime; up=${up%.*}
-        parent=()
-        while read -r pid ppid _; do parent[$pid]=$ppid; done < <(ps -e -o pid=,ppid=)
-        while read -r pid args; do
+        parent=() cmd=()
+        while read -r pid ppid args; do parent[$pid]=$ppid cmd[$pid]=$args; done < <(ps -e -o pid=,ppid=,args=)
+        for pid in "${!cmd[@]}"; do
             # check runs "bash -c 'exec ./tests/generic/NNN'"
-            [[ "$args" =~ ^[^\ ]*bash\ ([^\ ]*/)?tests/([a-z0-9]+/[0-9]+)$ ]] || continue
+            [[ "${cmd[$pid]}" =~ ^[^\ ]*bash\ ([^\ ]*/)?tests/([a-z0-9]+/[0-9]+)$ ]] || continue
             t=${BASH_REMATCH[2]}
             [ -n "${first[$pid]:-}" ] || first[$pid]=$up
             et=$(( up - first[$pid] ))
@@ -151,7 +151,7 @@ test_watchdog() {
                 echo "XT-TEST-TIMEOUT $SECTION $t: cleanup over 60 s, killing the script"
                 kill -KILL "$pid" 2>/dev/null
             fi
-        done < <(ps -e -o pid=,args=)
+        done
     done
 }
 if [ "${TEST_TIMEOUT:-0}" -gt 0 ]; then test_watchdog & wd=$!; fi
