@@ -684,6 +684,94 @@ impl Drop for WorkQueue {
     }
 }
 
+/// What [`PlugHook`] calls when the block plug it was armed on is flushed.
+pub(crate) trait Unplug: Send + Sync {
+    /// Runs once per plug it was armed on, from the flush of that plug: at
+    /// `blk_finish_plug` or when the task sleeps (then from `schedule()`), so
+    /// it must not sleep.
+    fn unplugged(&self);
+}
+
+struct PlugHookInner<T> {
+    /// Armed plugs whose flush has not run `unplugged` yet.
+    pending: InFlight,
+    owner: T,
+}
+
+/// An owner `T` whose [`Unplug::unplugged`] can be deferred to the flush of
+/// the submitting task's block plug, so that work for a batch of bios (one
+/// `io_submit`, one writeback pass) starts once, when the whole batch is in.
+///
+/// # Invariants
+///
+/// `0` comes from `KBox::into_raw` and is freed in `drop` only, after every
+/// armed flush has run.
+pub(crate) struct PlugHook<T: Unplug>(NonNull<PlugHookInner<T>>);
+
+// SAFETY: the hook only hands out `&T`, and `T` is `Send + Sync`.
+unsafe impl<T: Unplug> Send for PlugHook<T> {}
+// SAFETY: as above.
+unsafe impl<T: Unplug> Sync for PlugHook<T> {}
+
+/// Whether [`PlugHook::defer`] deferred the work.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Deferred {
+    /// The task has no plug (or there was no memory): do the work now.
+    No,
+    /// `unplugged` runs when the task's plug is flushed.
+    Yes,
+}
+
+impl<T: Unplug> PlugHook<T> {
+    /// Wraps `owner`.
+    pub(crate) fn new(owner: T) -> Result<Self> {
+        let b = KBox::new(PlugHookInner { pending: InFlight::new(), owner }, GFP_KERNEL)?;
+        // INVARIANT: from `KBox::into_raw`.
+        Ok(Self(NonNull::from(KBox::leak(b))))
+    }
+
+    /// The owner.
+    pub(crate) fn get(&self) -> &T {
+        // SAFETY: live until `drop` by the type invariant.
+        unsafe { &self.0.as_ref().owner }
+    }
+
+    /// Defers `unplugged` to the flush of the current task's block plug (at
+    /// most once per plug). Does not sleep.
+    pub(crate) fn defer(&self) -> Deferred {
+        // SAFETY: as in `get`.
+        let inner = unsafe { self.0.as_ref() };
+        let owner = self.0.as_ptr().cast_const().cast::<kernel::ffi::c_void>();
+        // SAFETY: `owner` stays live until `unplug_thunk::<T>` ran for it: `drop` waits for `pending`.
+        match unsafe { raw::bow_plug_defer(owner, Some(unplug_thunk::<T>)) } {
+            0 => Deferred::No,
+            1 => {
+                // Only this task flushes its plug, so the count is up before the thunk can run.
+                inner.pending.inc();
+                Deferred::Yes
+            }
+            _ => Deferred::Yes,
+        }
+    }
+}
+
+impl<T: Unplug> Drop for PlugHook<T> {
+    fn drop(&mut self) {
+        // SAFETY: live by the type invariant.
+        unsafe { self.0.as_ref() }.pending.wait_zero();
+        // SAFETY: from `KBox::into_raw`; no flush refers to it any more.
+        drop(unsafe { KBox::from_raw(self.0.as_ptr()) });
+    }
+}
+
+unsafe extern "C" fn unplug_thunk<T: Unplug>(owner: *const kernel::ffi::c_void) {
+    // SAFETY: `owner` is the `PlugHookInner<T>` armed in `PlugHook::defer`, kept live by `pending`.
+    let inner = unsafe { &*owner.cast::<PlugHookInner<T>>() };
+    inner.owner.unplugged();
+    // Last touch: once `pending` is zero, `drop` may free `inner`.
+    inner.pending.dec();
+}
+
 /// # Safety
 ///
 /// `ti` must be a target constructed by `ctr_thunk::<T>` and not yet destroyed.

@@ -214,6 +214,38 @@ void bow_inflight_wait_zero(atomic_long_t *v)
 	wait_var_event(v, atomic_long_read(v) == 0);
 }
 
+struct bow_plug {
+	struct blk_plug_cb cb;
+	void (*fn)(const void *owner);
+};
+
+static void bow_unplug(struct blk_plug_cb *cb, bool from_schedule)
+{
+	struct bow_plug *p = container_of(cb, struct bow_plug, cb);
+	void (*fn)(const void *owner) = p->fn;
+	const void *owner = cb->data;
+
+	/* The flush has unlinked @cb already; it is ours to free. */
+	kfree(p);
+	if (fn)
+		fn(owner);
+}
+
+int bow_plug_defer(const void *owner, void (*fn)(const void *owner))
+{
+	struct blk_plug_cb *cb;
+	struct bow_plug *p;
+
+	cb = blk_check_plugged(bow_unplug, (void *)owner, sizeof(*p));
+	if (!cb)
+		return 0;
+	p = container_of(cb, struct bow_plug, cb);
+	if (p->fn)
+		return 2;
+	p->fn = fn;
+	return 1;
+}
+
 #define BOW_LIVE_MAX 64
 static DEFINE_SPINLOCK(bow_live_lock);
 static dev_t bow_live[BOW_LIVE_MAX];

@@ -84,6 +84,16 @@ void bow_inflight_dec(atomic_long_t *v);
 void bow_inflight_wait_zero(atomic_long_t *v);
 
 /*
+ * Work deferred to the flush of the submitting task's block plug, so a batch
+ * of bios (one io_submit, one writeback pass) reaches the workers at once.
+ * bow_plug_defer returns 0 when the task has no plug (or no memory: act now),
+ * 1 when @fn is newly armed for @owner on this plug, 2 when it already was.
+ * @fn(@owner) then runs once, from the plug flush (possibly from schedule(),
+ * so it must not sleep).
+ */
+int bow_plug_defer(const void *owner, void (*fn)(const void *owner));
+
+/*
  * Devices with a live bow target in checkpoint state, so a table reload (a
  * second constructor on the same device) can be refused instead of losing
  * the checkpoint. A small set under a spinlock.

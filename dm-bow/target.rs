@@ -19,8 +19,8 @@ use crate::bow_core::rangemap::{self, Kind};
 use crate::bow_core::state::{self as st, Counters, Message, State, StatusIma, StatusInfo};
 use crate::bow_core::table::{self, Geometry, TableError};
 use crate::ffi::{
-    Args, Bio, BioList, CtrError, DmDev, InFlight, IoClient, IoKind, Mapped, NoIo, Op, StatusBuf, StatusKind, Sysfs, Target,
-    TargetRef, TargetSetup, WorkQueue,
+    Args, Bio, BioList, CtrError, Deferred, DmDev, InFlight, IoClient, IoKind, Mapped, NoIo, Op, PlugHook, StatusBuf,
+    StatusKind, Sysfs, Target, TargetRef, TargetSetup, Unplug, WorkQueue,
 };
 use crate::ffi::vec_clear;
 use crate::rangetree::{alloc_spares, RangeTree, SPARES};
@@ -198,12 +198,50 @@ impl WorkItem for Worker {
     }
 }
 
-/// One bow target instance. Field order is drop order: the sysfs directory
-/// goes first (in `drop`), then the queue is drained, then the workers and
-/// the shared state go.
-pub(crate) struct Bow {
+/// The workers and their queue.
+struct Pool {
     wq: WorkQueue,
     workers: KVec<Arc<Worker>>,
+    /// Bios held while the kick was deferred to the submitter's plug flush.
+    deferred: core::sync::atomic::AtomicUsize,
+}
+
+impl Pool {
+    /// Hands held bios to a worker: an idle one if there is one, so first
+    /// overwrites of different blocks proceed concurrently.
+    fn kick(&self) {
+        use core::sync::atomic::Ordering;
+        for w in self.workers.iter() {
+            if !w.running.load(Ordering::SeqCst) && self.wq.queue().enqueue(w.clone()).is_ok() {
+                return;
+            }
+        }
+        for w in self.workers.iter() {
+            if self.wq.queue().enqueue(w.clone()).is_ok() {
+                return;
+            }
+        }
+        // Every worker is queued already and will find the bio.
+    }
+}
+
+impl Unplug for Pool {
+    /// The submitter's batch is in: start a worker per held bio (up to all
+    /// of them), so the copies run side by side and their log entries share
+    /// one log write.
+    fn unplugged(&self) {
+        let n = self.deferred.swap(0, core::sync::atomic::Ordering::SeqCst);
+        for _ in 0..n.min(WORKERS) {
+            self.kick();
+        }
+    }
+}
+
+/// One bow target instance. Field order is drop order: the sysfs directory
+/// goes first (in `drop`), then pending plug flushes are waited for and the
+/// queue is drained, then the workers and the shared state go.
+pub(crate) struct Bow {
+    pool: PlugHook<Pool>,
     shared: Arc<Shared>,
     geometry: Geometry,
     /// The table words as given, joined by single spaces, for `dmsetup table`.
@@ -768,29 +806,22 @@ impl Shared {
 }
 
 impl Bow {
-    /// Hands a held bio to a worker: an idle one if there is one, so first
-    /// overwrites of different blocks proceed concurrently.
-    fn kick(&self) {
-        use core::sync::atomic::Ordering;
-        for w in self.workers.iter() {
-            if !w.running.load(Ordering::SeqCst) && self.wq.queue().enqueue(w.clone()).is_ok() {
-                return;
-            }
-        }
-        for w in self.workers.iter() {
-            if self.wq.queue().enqueue(w.clone()).is_ok() {
-                return;
-            }
-        }
-        // Every worker is queued already and will find the bio.
-    }
-
-    /// Holds `bio` for a worker. Called with the lock held.
+    /// Holds `bio` for a worker. Called with the lock held. When the
+    /// submitter has a block plug (a batch on its way), the worker starts at
+    /// the plug's flush, with the whole batch held: the log writer then
+    /// waits for all of it and logs it in one write.
     fn hold(&self, mut g: InnerGuard<'_>, bio: Bio) -> Mapped {
         g.inflight += 1;
         let m = bio.hold(&mut g.queue);
+        let pool = self.pool.get();
+        let deferred = self.pool.defer();
+        if deferred == Deferred::Yes {
+            pool.deferred.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
+        }
         drop(g);
-        self.kick();
+        if deferred == Deferred::No {
+            pool.kick();
+        }
         m
     }
 
@@ -1034,7 +1065,9 @@ impl Target for Bow {
             workers.push(w, GFP_KERNEL).map_err(|_| nomem)?;
         }
         ti.set_discards(true);
-        KBox::new(Self { wq, workers, shared, geometry, table_line }, GFP_KERNEL).map_err(|_| nomem)
+        let deferred = core::sync::atomic::AtomicUsize::new(0);
+        let pool = PlugHook::new(Pool { wq, workers, deferred }).map_err(|_| nomem)?;
+        KBox::new(Self { pool, shared, geometry, table_line }, GFP_KERNEL).map_err(|_| nomem)
     }
 
     fn map(&self, bio: Bio) -> Mapped {

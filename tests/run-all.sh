@@ -8,7 +8,8 @@
 #   5. update lifecycle: six boots of one VM, two ending in a power cut
 #      (tests/vm/update.sh); each check of each boot counts
 #   6. xfstests, when XFSTESTS_SRC names a checkout (tests/xfstests/run.sh,
-#      docs/xfstests.md); otherwise reported as not run, never as passed
+#      docs/xfstests.md): the curated list, then the dm-log-writes list;
+#      otherwise reported as not run, never as passed
 # Installs what it needs first (ci/setup.sh).
 set -uo pipefail
 . "$(dirname "$0")/../ci/lib.sh"
@@ -87,6 +88,10 @@ if [ -n "${XFSTESTS_SRC:-}" ] && [ -f "$XFSTESTS_SRC/check" ]; then
     log "xfstests: curated list on dm-bow and dm-linear"
     if bash tests/xfstests/run.sh; then xf_status=0; else xf_status=$?; fi
     add_tsv "xfstests run" "$BOW_ROOT/target/xfstests/results.tsv" "$xf_status"
+    log "xfstests: dm-log-writes replay (generic/757) on dm-bow and dm-linear"
+    lw_out=$BOW_ROOT/target/xfstests-logwrites
+    if bash tests/xfstests/run.sh --list logwrites --out "$lw_out"; then lw_status=0; else lw_status=$?; fi
+    add_tsv "xfstests log-writes run" "$lw_out/results.tsv" "$lw_status"
 else
     echo "xfstests: NOT RUN: XFSTESTS_SRC${XFSTESTS_SRC:+=$XFSTESTS_SRC} does not name an xfstests checkout (see docs/xfstests.md); not counted"
 fi

@@ -3,8 +3,9 @@
 # baseline over the same disks, one boot per config section.
 #
 # usage: XFSTESTS_SRC=/path/to/xfstests tests/xfstests/run.sh [options]
-#   --list NAME|FILE   tests to run: curated (default), extended (all of
-#                      issue 7's list), quick (the whole quick group, for runs
+#   --list NAME|FILE   tests to run: curated (default), logwrites (the
+#                      dm-log-writes replay the test command adds to the
+#                      curated list), extended (all of issue 7's list), quick (the whole quick group, for runs
 #                      outside CI: hours under TCG), or a file
 #                      with one test a line (# comments), optionally
 #                      followed by the BOW_MODEs and filesystems it
@@ -24,13 +25,15 @@
 #                      max(1, cores / N) vCPUs
 #   --collect-only     boot nothing: count the sections' last results again
 #                      (target/xfstests/<section>/console.log)
+#   --out DIR          results in DIR instead of target/xfstests (the guest
+#                      image stays in target/xfstests)
 #
 # Tests whose name starts with ext4/ or xfs/ run only in sections of that
 # filesystem; generic/ tests run everywhere.
 # Without XFSTESTS_SRC the xfstests part is reported as not run, with the
 # reason; it never counts as passed.
 #
-# Output in target/xfstests/: results.tsv (check<TAB>xfstests <fs> <mode>
+# Output in target/xfstests/ (or --out): results.tsv (check<TAB>xfstests <fs> <mode>
 # <test><TAB>pass|fail), notrun.tsv (<fs> <mode> <test><TAB>reason), and per
 # section the console log and xfstests' results directory.
 # The last line is "xfstests: N passed, N failed, N notrun".
@@ -41,7 +44,7 @@
 set -euo pipefail
 . "$(dirname "$0")/../../ci/lib.sh"
 
-list=curated tests="" sections="" kdir="" test_timeout=600 jobs=2 collect_only=0
+list=curated tests="" sections="" kdir="" test_timeout=600 jobs=2 collect_only=0 out=$BOW_ROOT/target/xfstests
 run_t0=$(date +%s)
 declare -A modes_of fs_of cost_of  # test -> the BOW_MODEs / filesystems it runs on (absent: all), its seconds
 while [ $# -gt 0 ]; do
@@ -53,7 +56,8 @@ while [ $# -gt 0 ]; do
         --test-timeout) test_timeout=$2; shift ;;
         --jobs) jobs=$2; shift ;;
         --collect-only) collect_only=1 ;;
-        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+        --out) out=$2; shift ;;
+        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -61,8 +65,8 @@ done
 
 here=$BOW_ROOT/tests/xfstests
 cfg=$BOW_ROOT/xfstests-config/local.config
-out=$BOW_ROOT/target/xfstests
-mkdir -p "$out"
+imgdir=$BOW_ROOT/target/xfstests
+mkdir -p "$out" "$imgdir"
 results=$out/results.tsv notrun_f=$out/notrun.tsv
 : > "$results"; : > "$notrun_f"
 
@@ -80,6 +84,7 @@ if [ -z "$tests" ]; then
     case "$list" in
         curated) lf=$here/curated.list ;;
         extended) lf=$here/extended.list ;;
+        logwrites) lf=$here/logwrites.list ;;
         quick) lf="" tests="-g quick" ;;
         *) lf=$list ;;
     esac
@@ -141,7 +146,7 @@ log "xfstests $xt_commit from $XFSTESTS_SRC (build $xt), root filesystem $rootfs
 
 # The image: root filesystem + xfstests build + module + init. Rebuilt when
 # one of them changes; the guest sees it through a snapshot (never written).
-img=$out/rootfs.img
+img=$imgdir/rootfs.img
 ikey=$( { echo "$rootfs $xt"; sha256sum "$ko" "$here/guest/init" /bin/busybox; } | sha256sum | cut -c1-16)
 if [ "$(cat "$img.key" 2>/dev/null)" != "$ikey" ]; then
     log "making the guest image $img"
@@ -348,6 +353,6 @@ done
 } > "$out/summary.md"
 cat "$out/summary.md"
 echo "xfstests source: $XFSTESTS_SRC at $(cat "$out/xfstests-commit" 2>/dev/null || echo unknown)"
-[ "$collect_only" = 1 ] || echo "xfstests: wall time $(( $(date +%s) - run_t0 )) s (sections: $sections)"
+[ "$collect_only" = 1 ] || echo "xfstests: wall time $(( $(date +%s) - run_t0 )) s (sections booted:$booted)"
 echo "xfstests: $(count "" pass) passed, $(count "" fail) failed, $(count_notrun "") notrun"
 exit $status
