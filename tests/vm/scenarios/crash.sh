@@ -145,11 +145,10 @@ for run in ext4:create ext4:overwrite ext4:mix ext4:large xfs:create xfs:overwri
             check "$label: no log after restore" sh -c "bowctl inspect /dev/mapper/lw | grep -q 'no checkpoint'"
         fi
         entries=$(dmsetup status lw | awk '{print $4}')
-        logmib=$(dmsetup status lw | awk '{print int(($5 + 1) / 2048) + 1}')
         check "$label: remove log-writes" dmsetup remove lw
         dmsetup remove lwlog
         check "$label: recorded $entries entries" [ "${entries:-0}" -gt 0 ]
-        { echo "label=$label"; echo "fs=$fs"; echo "bs=4096"; echo "seed=$SEED"; echo "commit=$commit"; echo "mib=$MIB"; echo "logmib=$logmib"; echo "free=$(cat /tmp/free)"; echo "end"; } > /tmp/meta
+        { echo "label=$label"; echo "fs=$fs"; echo "bs=4096"; echo "seed=$SEED"; echo "commit=$commit"; echo "mib=$MIB"; echo "free=$(cat /tmp/free)"; echo "end"; } > /tmp/meta
         dd if=/dev/zero of=$REC bs=1M count=1 seek=$(( 2560 + slot )) oflag=direct 2>/dev/null
         dd if=/tmp/meta of=$REC bs=1M seek=$(( 2560 + slot )) conv=notrunc,fsync 2>/dev/null
         slot=$(( slot + 1 ))
