@@ -79,6 +79,12 @@ void bow_limits_set_block_size(struct queue_limits *limits, unsigned int bs)
 	limits->physical_block_size = bs;
 	limits->io_min = bs;
 	limits->discard_granularity = bs;
+	/*
+	 * State 0 records discards without passing them down, so the target
+	 * takes them even when the device below does not (a committed target
+	 * completes them there without passing them down).
+	 */
+	limits->max_hw_discard_sectors = round_down(UINT_MAX >> SECTOR_SHIFT, bs >> SECTOR_SHIFT);
 }
 
 const unsigned int BOW_IO_READ = REQ_OP_READ | REQ_SYNC;
@@ -131,33 +137,34 @@ struct bow_kobject_holder {
 struct bow_sysfs {
 	struct bow_kobject_holder holder;
 	const void *owner;
+	bow_sysfs_show_fn show;
+	bow_sysfs_store_fn store;
 };
 
 void dm_kobject_release(struct kobject *kobj);
 
-static const void *bow_sysfs_owner(struct kobject *kobj)
+static struct bow_sysfs *bow_sysfs_of(struct kobject *kobj)
 {
-	return container_of(kobj, struct bow_sysfs, holder.kobj)->owner;
+	return container_of(kobj, struct bow_sysfs, holder.kobj);
 }
 
-static ssize_t state_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
+static ssize_t bow_attr_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
 {
-	return bow_rs_state_show(bow_sysfs_owner(kobj), buf);
+	struct bow_sysfs *s = bow_sysfs_of(kobj);
+
+	return s->show(s->owner, attr->attr.name, buf);
 }
 
-static ssize_t state_store(struct kobject *kobj, struct kobj_attribute *attr,
-			   const char *buf, size_t count)
+static ssize_t bow_attr_store(struct kobject *kobj, struct kobj_attribute *attr,
+			      const char *buf, size_t count)
 {
-	return bow_rs_state_store(bow_sysfs_owner(kobj), buf, count);
+	struct bow_sysfs *s = bow_sysfs_of(kobj);
+
+	return s->store(s->owner, attr->attr.name, buf, count);
 }
 
-static ssize_t free_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
-{
-	return bow_rs_free_show(bow_sysfs_owner(kobj), buf);
-}
-
-static struct kobj_attribute bow_attr_state = __ATTR(state, 0644, state_show, state_store);
-static struct kobj_attribute bow_attr_free = __ATTR(free, 0444, free_show, NULL);
+static struct kobj_attribute bow_attr_state = __ATTR(state, 0644, bow_attr_show, bow_attr_store);
+static struct kobj_attribute bow_attr_free = __ATTR(free, 0444, bow_attr_show, NULL);
 
 static struct attribute *bow_attrs[] = {
 	&bow_attr_state.attr,
@@ -172,7 +179,8 @@ static const struct kobj_type bow_ktype = {
 	.release = dm_kobject_release,
 };
 
-struct bow_sysfs *bow_sysfs_create(struct dm_target *ti, const void *owner)
+struct bow_sysfs *bow_sysfs_create(struct dm_target *ti, const void *owner,
+				   bow_sysfs_show_fn show, bow_sysfs_store_fn store)
 {
 	struct mapped_device *md = dm_table_get_md(ti->table);
 	struct bow_sysfs *s = kzalloc(sizeof(*s), GFP_KERNEL);
@@ -181,6 +189,8 @@ struct bow_sysfs *bow_sysfs_create(struct dm_target *ti, const void *owner)
 	if (!s)
 		return ERR_PTR(-ENOMEM);
 	s->owner = owner;
+	s->show = show;
+	s->store = store;
 	init_completion(&s->holder.completion);
 	r = kobject_init_and_add(&s->holder.kobj, &bow_ktype,
 				 &disk_to_dev(dm_disk(md))->kobj, "%s", "bow");

@@ -68,16 +68,16 @@ void bow_bio_set_next(struct bio *bio, struct bio *next);
 struct bio *bow_bio_next(const struct bio *bio);
 
 /*
- * The bow/ sysfs directory under the dm disk. Its show/store callbacks call
- * back into Rust with the owner pointer given at creation.
+ * The bow/ sysfs directory under the dm disk. Its show/store callbacks go to
+ * @show/@store with the owner pointer given at creation and the file's name.
  */
 struct bow_sysfs;
-struct bow_sysfs *bow_sysfs_create(struct dm_target *ti, const void *owner);
+typedef ssize_t (*bow_sysfs_show_fn)(const void *owner, const char *attr, char *buf);
+typedef ssize_t (*bow_sysfs_store_fn)(const void *owner, const char *attr,
+				      const char *buf, size_t len);
+struct bow_sysfs *bow_sysfs_create(struct dm_target *ti, const void *owner,
+				   bow_sysfs_show_fn show, bow_sysfs_store_fn store);
 void bow_sysfs_destroy(struct bow_sysfs *s);
-/* implemented in Rust */
-long bow_rs_state_show(const void *owner, char *buf);
-long bow_rs_state_store(const void *owner, const char *buf, size_t len);
-long bow_rs_free_show(const void *owner, char *buf);
 
 /* in-flight counters, decremented from bio completion (any context) */
 void bow_inflight_dec(atomic_long_t *v);

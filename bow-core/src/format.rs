@@ -95,17 +95,36 @@ pub const fn entries_per_block(block_size: u32) -> u32 {
     ((bs - HEADER_SIZE as usize) / ENTRY_SIZE) as u32
 }
 
+/// How many new log blocks appending `more` entries to a log block that holds
+/// `count` entries takes, when each full block is saved and the next one
+/// starts with its chain entry (so a new block has room for `epb - 1` more).
+/// The target keeps this many free blocks back for the log, so a log write
+/// never fails for want of space.
+pub const fn chain_blocks(count: u32, more: u64, epb: u32) -> u64 {
+    let epb = epb as u64;
+    let total = count as u64 + more;
+    if epb < 2 || total <= epb {
+        return 0;
+    }
+    (total - epb).div_ceil(epb - 1)
+}
+
 /// Sectors per block.
 pub const fn sectors_per_block(block_size: u32) -> u64 {
     (block_size / SECTOR_SIZE) as u64
 }
 
+/// The seed of an entry's checksum: the source block number, cut to 32 bits
+/// as Android does (it passes a sector_t into a u32 parameter).
+pub const fn entry_seed(source_sector: u64, block_size: u32) -> u32 {
+    let spb = sectors_per_block(block_size);
+    let spb = if spb == 0 { 1 } else { spb };
+    (source_sector / spb) as u32
+}
+
 /// The checksum of one entry's data: CRC-32 seeded with the source block number.
 pub fn entry_checksum(source_sector: u64, block_size: u32, data: &[u8]) -> u32 {
-    let spb = sectors_per_block(block_size).max(1);
-    // Android passes a sector_t into a u32 parameter: keep the low 32 bits.
-    let seed = (source_sector / spb) as u32;
-    crc32(seed, data)
+    crc32(entry_seed(source_sector, block_size), data)
 }
 
 fn le_u16(b: &[u8], at: usize) -> Result<u16, FormatError> {
@@ -289,6 +308,28 @@ pub fn has_log_magic(b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `chain_blocks` against a direct simulation of the chaining rule.
+    #[test]
+    fn chain_blocks_matches_simulation() {
+        for epb in [2u32, 3, 20, 169] {
+            for count in 1..=epb {
+                for more in 0..200u64 {
+                    let (mut c, mut chains) = (count, 0u64);
+                    for _ in 0..more {
+                        if c >= epb {
+                            chains += 1;
+                            c = 1;
+                        }
+                        c += 1;
+                    }
+                    assert_eq!(chain_blocks(count, more, epb), chains, "epb {epb} count {count} more {more}");
+                }
+            }
+        }
+        // The largest batch at 512-byte blocks needs 54 chained blocks.
+        assert_eq!(chain_blocks(20, 1024, 20), 54);
+    }
 
     #[test]
     fn entries_per_4k_block() {

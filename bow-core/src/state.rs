@@ -149,6 +149,10 @@ pub struct Counters {
     pub enospc: u64,
     /// Log block writes issued.
     pub log_writes: u64,
+    /// Bios `map` could not finish at once and held for later: during a
+    /// state change, for a backup, or for memory only a sleeping
+    /// allocation gives. None of them fails for it.
+    pub held: u64,
 }
 
 /// The INFO status line: space-separated `key=value` pairs.
@@ -166,7 +170,7 @@ impl fmt::Display for StatusInfo {
         let c = &self.counters;
         write!(
             f,
-            "state={} block_size={} free={} backed_up={} log_seq={} log_entries={} copies={} enospc={} log_writes={}",
+            "state={} block_size={} free={} backed_up={} log_seq={} log_entries={} copies={} enospc={} log_writes={} held={}",
             self.state.name(),
             self.block_size,
             c.free_bytes,
@@ -175,7 +179,8 @@ impl fmt::Display for StatusInfo {
             c.log_entries,
             c.copies,
             c.enospc,
-            c.log_writes
+            c.log_writes,
+            c.held
         )
     }
 }
@@ -258,7 +263,7 @@ mod tests {
         };
         assert_eq!(
             s.to_string(),
-            "state=checkpoint block_size=4096 free=8192 backed_up=0 log_seq=0 log_entries=0 copies=2 enospc=0 log_writes=0"
+            "state=checkpoint block_size=4096 free=8192 backed_up=0 log_seq=0 log_entries=0 copies=2 enospc=0 log_writes=0 held=0"
         );
         assert_eq!(
             StatusIma(&s).to_string(),

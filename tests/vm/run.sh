@@ -13,7 +13,8 @@
 #
 # The guest gets /dev/vda and /dev/vdb of --disk-mib MiB (512) each, and
 # /dev/vdc of 1024 MiB for the large tests (restore speed), and /dev/vdd of
-# 3072 MiB where the crash scenario leaves its recordings for the host.
+# 3072 MiB where the crash scenario leaves its recordings for the host, and
+# /dev/vde of 64 MiB on a virtio disk with discard=off.
 # BOW_CRASH_SEED (default 1) seeds the crash scenario's workloads.
 #
 # Exit status: 0 when every scenario passed and the console is clean, 1 when
@@ -84,8 +85,12 @@ for i in 1 2 3 4; do
     else
         truncate -s "${size}M" "$img"
     fi
-    drives+=(-drive "file=$img,format=raw,if=virtio,discard=unmap")
+    # Explicit devices, so the guest names them vda, vdb, ... in this order.
+    drives+=(-drive "file=$img,format=raw,if=none,id=d$i,discard=unmap" -device virtio-blk-pci,drive=d$i)
 done
+# /dev/vde: 64 MiB on a virtio disk that offers no discard at all.
+truncate -s 64M "$run/disk5.img"
+drives+=(-drive "file=$run/disk5.img,format=raw,if=none,id=d5" -device virtio-blk-pci,drive=d5,discard=off)
 
 # Per-scenario time limits: a "# timeout: N" line in the scenario, else 300 s.
 declare -A limit
@@ -201,5 +206,5 @@ else
     printf 'vm\tconsole-clean\tpass\n' >> "$results"
 fi
 # disk4 holds the crash recordings, which tests/crash/run.sh reads afterwards.
-[ "$keep" = 1 ] || rm -f "$run"/disk[123].img
+[ "$keep" = 1 ] || rm -f "$run"/disk[1235].img
 exit $status

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The benchmark: boots the test VM once and runs the same fio jobs on
+# dm-linear, dm-bow and a persistent dm-snapshot (tests/vm/scenarios/bench.sh),
+# then prints one table with the ratios of dm-bow to dm-linear and to
+# dm-snapshot. Under TCG only ratios within one run mean anything.
+#
+# usage: ci/bench.sh [OPS]   (4 KiB writes per row; default 1024)
+# The table is also written to target/bench/table.md.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+ops=${1:-1024}
+bash "$BOW_ROOT/ci/setup.sh"
+if ! bash "$BOW_ROOT/tests/vm/run.sh" "bench:$ops"; then
+    echo "warning: the bench scenario reported failures (see above); the table shows what was measured" >&2
+fi
+out=$BOW_ROOT/target/bench
+mkdir -p "$out"
+console=$BOW_ROOT/target/vm/last/console.log
+kernel=$(basename "$(kernel_build)")
+tr -d '\r' < "$console" | sed -n 's/^BOW-BENCH //p' | grep -v '^target ' > "$out/rows.txt"
+[ -s "$out/rows.txt" ] || die "the VM printed no benchmark rows (console: $console)"
+awk -v ops="$ops" -v kernel="$kernel" -v when="$(date -u +%Y-%m-%d)" '
+    { iops[$1, $2] = $3; wa[$1, $2] = $4; rpw[$1, $2] = $5; fpw[$1, $2] = $6; if (!seen[$2]++) order[++n] = $2 }
+    function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "-" }
+    function cell(t, r) { return ((t, r) in iops) ? sprintf("%s | %s | %s | %s", iops[t, r], wa[t, r], rpw[t, r], fpw[t, r]) : "- | - | - | -" }
+    END {
+        printf "Benchmark: %d x 4 KiB per row, O_DIRECT, libaio; kernel %s; %s\n\n", ops, kernel, when
+        print "| row | target | IOPS | write amp. | reads/write | flushes/write |"
+        print "|---|---|---|---|---|---|"
+        for (i = 1; i <= n; i++)
+            foreach_target(order[i])
+        print ""
+        print "| row | bow / linear IOPS | bow / snapshot IOPS |"
+        print "|---|---|---|"
+        for (i = 1; i <= n; i++) {
+            r = order[i]
+            printf "| %s | %s | %s |\n", r, ratio(iops["bow", r], iops["linear", r]), ratio(iops["bow", r], iops["snapshot", r])
+        }
+    }
+    function foreach_target(r,    t, k, ts) {
+        split("linear bow snapshot", ts, " ")
+        for (k = 1; k <= 3; k++) {
+            t = ts[k]
+            if ((t, r) in iops) printf "| %s | %s | %s |\n", r, t, cell(t, r)
+        }
+    }' "$out/rows.txt" | tee "$out/table.md"

@@ -1,0 +1,454 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The workers: they finish held bios in process context, and for first
+//! overwrites run the backup engine.
+//!
+//! For each block of a write that held data at checkpoint (or holds a
+//! backup), a worker takes a free block, marks both busy, copies the data,
+//! and queues a log entry. Entries completed together share one log write
+//! with PREFLUSH|FUA (group commit); only then are the blocks marked changed
+//! and the user's write released. No lock is held across any I/O: the map
+//! lives under a spinlock, and the log block belongs to whichever worker is
+//! writing it (`LogState::writing`).
+
+use super::*;
+use crate::bow_core::format::entry_seed;
+use crate::ffi::{kernel_crc32_le, vec_clear, NoIo};
+use kernel::sync::CondVarTimeoutResult;
+use kernel::workqueue::{impl_has_work, Work, WorkItem};
+
+/// Largest single copy (one log entry), in bytes.
+pub(super) const COPY_MAX: usize = 64 * 1024;
+/// Most copies one worker plans before executing them.
+pub(super) const JOBS_MAX: usize = 64;
+/// Longest time the log writer waits for copies in progress to join its write.
+const LINGER_MS: u32 = 50;
+
+/// One planned copy: blocks `[src, src+n)` to `[dst, dst+n)`.
+#[derive(Clone, Copy)]
+pub(super) struct Job {
+    src: u64,
+    dst: u64,
+    n: u64,
+    was: Kind,
+    /// This job moves the live copy of block 0 (alone): its entry has
+    /// checksum 0, as its content keeps changing after the move.
+    live0: bool,
+}
+
+/// A worker's private buffers, allocated once.
+pub(super) struct WorkerBufs {
+    pub(super) copy: KVec<u8>,
+    pub(super) jobs: KVec<Job>,
+    pub(super) entries: KVec<LogEntry>,
+}
+
+#[pin_data]
+pub(crate) struct Worker {
+    #[pin]
+    pub(super) work: Work<Worker>,
+    pub(super) shared: Arc<Shared>,
+    /// Set while `run` executes, so bios go to idle workers first.
+    pub(super) running: AtomicBool,
+    #[pin]
+    pub(super) bufs: Mutex<WorkerBufs>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Worker { self.work }
+}
+
+impl WorkItem for Worker {
+    type Pointer = Arc<Worker>;
+
+    fn run(this: Arc<Worker>) {
+        this.running.store(true, Ordering::SeqCst);
+        // Allocations here may not recurse into I/O: GFP_KERNEL acts as GFP_NOIO.
+        let _noio = NoIo::enter();
+        let s = &this.shared;
+        let mut bufs = this.bufs.lock();
+        loop {
+            let Some(bio) = s.inner.lock().queue.pop() else { break };
+            s.process(bio, &mut bufs);
+            s.inner.lock().inflight -= 1;
+            s.cond.notify_all();
+        }
+        this.running.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    /// Finishes a held bio: routes it again in the state now in force, this
+    /// time free to sleep for tree nodes, busy blocks and backups.
+    fn process(&self, mut bio: HeldBio, w: &mut WorkerBufs) {
+        let op = bio.op();
+        let sector = bio.sector().saturating_sub(self.begin);
+        let nsect = u64::from(bio.size() / 512);
+        loop {
+            let mut g = match self.lock_ready() {
+                Ok(g) => g,
+                Err(e) => {
+                    bio.endio(Some(e));
+                    return;
+                }
+            };
+            match self.route(&mut g, op, sector, nsect) {
+                Route::Remap { sector, tag } => {
+                    drop(g);
+                    bio.set_tag(tag);
+                    bio.submit_remapped(&self.dev, sector);
+                    return;
+                }
+                Route::Done => {
+                    drop(g);
+                    bio.endio(None);
+                    return;
+                }
+                Route::Defer => {
+                    // A state change started after this bio was queued: it
+                    // waits for the change like any bio arriving now.
+                    g.deferred.push(bio);
+                    return;
+                }
+                Route::NeedNodes => continue,
+                Route::Busy0 => self.wait_busy(&mut g),
+                Route::Backup => {
+                    drop(g);
+                    let first = sector / self.spb;
+                    let last = (sector + nsect).div_ceil(self.spb).max(first + 1);
+                    if let Err(e) = self.back_up(first, last, w) {
+                        if e == code::ENOSPC {
+                            self.inner.lock().counters.enospc += 1;
+                        }
+                        bio.endio(Some(e));
+                        return;
+                    }
+                    // Every block is safe to overwrite now; no state change
+                    // can start before this bio is done (it waits for the
+                    // workers), so route it again to remap it.
+                }
+            }
+        }
+    }
+
+    /// Makes every block of `[first, last)` safe to overwrite: backs up those
+    /// that held data at checkpoint, moves backups out of the way, and waits
+    /// until the log covering them is durable.
+    fn back_up(&self, first: u64, last: u64, w: &mut WorkerBufs) -> Result {
+        let mut cursor = first;
+        while cursor < last {
+            vec_clear(&mut w.jobs);
+            vec_clear(&mut w.entries);
+            let r = self.plan(&mut cursor, last, w);
+            if !w.jobs.is_empty() {
+                let done = self.copy_and_log(w);
+                self.settle(w, done.is_ok());
+                done?;
+            }
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Waits for busy blocks to settle, telling the log writer not to wait
+    /// for this worker meanwhile.
+    fn wait_busy(&self, g: &mut InnerGuard<'_>) {
+        g.busy_waiters += 1;
+        self.cond.notify_all();
+        self.cond.wait(g);
+        g.busy_waiters -= 1;
+    }
+
+    /// Plans copies from `*cursor` on, until `last`, a busy block, or
+    /// `JOBS_MAX` jobs. Waits for busy blocks only while holding none.
+    fn plan(&self, cursor: &mut u64, last: u64, w: &mut WorkerBufs) -> Result {
+        let max_blocks = (COPY_MAX / self.bs as usize) as u64;
+        let mut g = self.lock_ready()?;
+        while *cursor < last && w.jobs.len() < JOBS_MAX {
+            if g.log.as_ref().map_or(true, |l| l.failed) || g.state != State::Checkpoint {
+                return Err(code::EIO);
+            }
+            if !g.map.ready() {
+                drop(g);
+                g = self.lock_ready()?;
+                continue;
+            }
+            let Some(e) = rangemap::Store::containing(&mut g.map, *cursor) else {
+                return Err(code::EIO);
+            };
+            let end = e.end.min(last);
+            match e.kind {
+                Kind::Busy if w.jobs.is_empty() => self.wait_busy(&mut g),
+                Kind::Busy => return Ok(()),
+                Kind::Changed | Kind::Used => *cursor = end,
+                Kind::Free => {
+                    // Free at checkpoint: written without a backup, but never
+                    // into the blocks the log keeps for its chain.
+                    if g.free_blocks < (end - *cursor) + g.log_reserve(self.epb) {
+                        if !w.jobs.is_empty() {
+                            return Ok(());
+                        }
+                        self.wait_busy(&mut g);
+                        continue;
+                    }
+                    self.assign(&mut g, *cursor, end, Kind::Changed)?;
+                    *cursor = end;
+                }
+                Kind::Unchanged | Kind::Backup => {
+                    let live0 = g.live0;
+                    let is_live0 = *cursor == live0;
+                    if is_live0 && !w.jobs.is_empty() {
+                        // The live copy moves alone, in a phase of its own.
+                        return Ok(());
+                    }
+                    // Keep the live copy out of other jobs.
+                    let end = if *cursor < live0 && live0 < end { live0 } else { end };
+                    let end = if is_live0 { *cursor + 1 } else { end };
+                    // Keep back what the log may need to chain for every
+                    // entry not yet durable, this one included.
+                    let (count, unlogged) = g.log.as_ref().map_or((0, 0), |l| (l.header.count, l.unlogged));
+                    let avail = g.free_blocks.saturating_sub(chain_blocks(count, unlogged + 1, self.epb));
+                    if avail == 0 {
+                        if !w.jobs.is_empty() {
+                            // Log these first: that may shrink the reserve.
+                            return Ok(());
+                        }
+                        if unlogged == 0 {
+                            return Err(code::ENOSPC);
+                        }
+                        // Others' entries hold the reserve until they are durable.
+                        self.wait_busy(&mut g);
+                        continue;
+                    }
+                    let want = (end - *cursor).min(max_blocks).min(avail);
+                    let hint = g.free_hint;
+                    let Some((dst, n)) = rangemap::find_free(&mut g.map, self.blocks, hint, want) else {
+                        return Err(code::ENOSPC);
+                    };
+                    self.assign(&mut g, dst, dst + n, Kind::Busy)?;
+                    g.free_hint = dst + n;
+                    if !g.map.ready() {
+                        drop(g);
+                        g = self.lock_ready()?;
+                    }
+                    self.assign(&mut g, *cursor, *cursor + n, Kind::Busy)?;
+                    w.jobs.push(Job { src: *cursor, dst, n, was: e.kind, live0: is_live0 }, GFP_NOWAIT)?;
+                    if let Some(l) = g.log.as_mut() {
+                        l.unlogged += 1;
+                    }
+                    *cursor += n;
+                    if is_live0 {
+                        // Busy now, so no new write goes to the live copy; let
+                        // those already sent there finish before copying it.
+                        drop(g);
+                        self.block0_writes.wait_zero();
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies every planned job and waits until its log entry is durable.
+    fn copy_and_log(&self, w: &mut WorkerBufs) -> Result {
+        self.inner.lock().copying += 1;
+        let r = self.copy_jobs(w);
+        match r {
+            Ok(new_live0) => {
+                self.commit_log(&w.entries, new_live0.map(|b| b * self.spb))?;
+                if let Some(b) = new_live0 {
+                    self.inner.lock().live0 = b;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.lock().copying -= 1;
+                self.cond.notify_all();
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies every planned job; returns the new place of the live block 0
+    /// if it moved.
+    fn copy_jobs(&self, w: &mut WorkerBufs) -> Result<Option<u64>> {
+        let spb = self.spb;
+        let mut new_live0 = None;
+        for j in w.jobs.iter() {
+            let bytes = (j.n * u64::from(self.bs)) as usize;
+            self.io.sync(&self.dev, j.src * spb, &mut w.copy, bytes, IoKind::Read)?;
+            let data = w.copy.get(..bytes).ok_or(code::EINVAL)?;
+            // The kernel's crc32_le (accelerated where the CPU can), the same
+            // function as the shared `crc32` (KUnit checks that they agree).
+            let checksum = if j.live0 { 0 } else { kernel_crc32_le(entry_seed(j.src * spb, self.bs), data) };
+            self.io.sync(&self.dev, j.dst * spb, &mut w.copy, bytes, IoKind::Write)?;
+            w.entries.push(
+                LogEntry { source: j.src * spb, dest: j.dst * spb, size: bytes as u32, checksum },
+                GFP_NOWAIT,
+            )?;
+            if j.live0 {
+                new_live0 = Some(j.dst);
+            }
+        }
+        Ok(new_live0)
+    }
+
+    /// Marks planned blocks changed (and their copies as backups) once the
+    /// log is durable, or puts them back as they were on failure.
+    fn settle(&self, w: &mut WorkerBufs, ok: bool) {
+        if let Some(l) = self.inner.lock().log.as_mut() {
+            l.unlogged = l.unlogged.saturating_sub(w.jobs.len() as u64);
+        }
+        for j in w.jobs.iter() {
+            let (src_kind, dst_kind) = if ok { (Kind::Changed, Kind::Backup) } else { (j.was, Kind::Free) };
+            // If nodes cannot be had the map keeps the blocks busy, which is safe: writers wait.
+            if let Ok(mut g) = self.lock_ready() {
+                let _ = self.assign(&mut g, j.src, j.src + j.n, src_kind);
+                drop(g);
+            }
+            if let Ok(mut g) = self.lock_ready() {
+                let _ = self.assign(&mut g, j.dst, j.dst + j.n, dst_kind);
+                if ok {
+                    g.counters.copies += 1;
+                    g.counters.backed_up_bytes += j.n * u64::from(self.bs);
+                }
+            }
+        }
+        self.cond.notify_all();
+    }
+
+    /// Adds `entries` to the log and returns once a log write containing them
+    /// is durable. Whoever finds no write in progress writes everything queued
+    /// so far (group commit), after waiting briefly for the copies already in
+    /// progress to join; the others wait for it. The caller counted itself in
+    /// `copying`; this uncounts it.
+    fn commit_log(&self, entries: &[LogEntry], sector0: Option<u64>) -> Result {
+        let mut g = self.inner.lock();
+        let mine = loop {
+            let Some(log) = g.log.as_mut() else {
+                g.copying -= 1;
+                return Err(code::EIO);
+            };
+            if log.failed {
+                g.copying -= 1;
+                return Err(code::EIO);
+            }
+            if log.pending.len() + entries.len() <= log.pending.capacity() {
+                for e in entries {
+                    log.pending.push(*e, GFP_NOWAIT)?;
+                }
+                if let Some(s0) = sector0 {
+                    log.sector0_next = s0;
+                }
+                log.enqueued += entries.len() as u64;
+                let mine = log.enqueued;
+                g.copying -= 1;
+                g.log_waiters += 1;
+                self.cond.notify_all();
+                break mine;
+            }
+            self.cond.wait(&mut g);
+        };
+        let r = self.await_log(g, mine);
+        let mut g = self.inner.lock();
+        g.log_waiters -= 1;
+        drop(g);
+        self.cond.notify_all();
+        r
+    }
+
+    /// Waits until entry number `mine` is durable, writing the log when no
+    /// one else is.
+    fn await_log<'a>(&'a self, mut g: InnerGuard<'a>, mine: u64) -> Result {
+        loop {
+            let Some(log) = g.log.as_mut() else { return Err(code::EIO) };
+            if log.failed {
+                return Err(code::EIO);
+            }
+            if log.durable >= mine {
+                return Ok(());
+            }
+            if log.writing {
+                self.cond.wait(&mut g);
+                continue;
+            }
+            // Become the writer; first let the copies in progress join.
+            log.writing = true;
+            // Linger while any worker handling a bio is neither waiting for
+            // the log nor for busy blocks: its entries are on their way.
+            // Bios still queued for a worker do not count (a worker takes
+            // them only after this write), so batches form by themselves;
+            // the timer only bounds a stall.
+            let mut left = kernel::time::msecs_to_jiffies(LINGER_MS);
+            let copying = |g: &InnerGuard<'_>| {
+                g.inflight.saturating_sub(g.queue.len()) > g.log_waiters + g.busy_waiters
+            };
+            while copying(&g) && left > 0 {
+                match self.cond.wait_interruptible_timeout(&mut g, left) {
+                    CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
+                    _ => break,
+                }
+            }
+            let Some(log) = g.log.as_mut() else { return Err(code::EIO) };
+            let (Some(mut block), Some(mut batch)) = (log.block.take(), log.spare.take()) else {
+                log.failed = true;
+                return Err(code::EIO);
+            };
+            core::mem::swap(&mut batch, &mut log.pending);
+            let upto = log.enqueued;
+            let mut header = log.header;
+            header.sector0 = log.sector0_next;
+            drop(g);
+            let r = self.write_log(&mut block, &mut header, &batch);
+            vec_clear(&mut batch);
+            g = self.inner.lock();
+            let Some(log) = g.log.as_mut() else { return Err(code::EIO) };
+            log.block = Some(block);
+            log.spare = Some(batch);
+            log.writing = false;
+            match r {
+                Ok(()) => {
+                    log.header = header;
+                    log.durable = upto;
+                    g.counters.log_writes += 1;
+                }
+                Err(e) => {
+                    log.failed = true;
+                    pr_err!("bow: log write failed ({:?}); no further backups can be logged\n", e);
+                }
+            }
+            self.cond.notify_all();
+        }
+    }
+
+    /// Appends `batch` to the log block, chaining to a new block whenever one
+    /// fills, and writes block 0 with PREFLUSH|FUA.
+    fn write_log(&self, block: &mut KVec<u8>, h: &mut LogHeader, batch: &[LogEntry]) -> Result {
+        let epb = entries_per_block(self.bs);
+        for e in batch {
+            if h.count >= epb {
+                // Save the full block in free space and start the next one,
+                // whose entry 0 points at the saved copy.
+                let c = {
+                    let mut g = self.lock_ready()?;
+                    self.take_free_block(&mut g)?
+                };
+                h.encode(block).map_err(|_| code::EINVAL)?;
+                self.io.sync(&self.dev, c * self.spb, block, self.bs as usize, IoKind::Write)?;
+                let checksum = kernel_crc32_le(0, block);
+                block.iter_mut().for_each(|b| *b = 0);
+                *h = LogHeader::new(self.bs, h.sequence + 1, h.sector0);
+                LogEntry { source: 0, dest: c * self.spb, size: self.bs, checksum }
+                    .encode_at(block, 0)
+                    .map_err(|_| code::EINVAL)?;
+                h.count = 1;
+            }
+            e.encode_at(block, h.count).map_err(|_| code::EINVAL)?;
+            h.count += 1;
+        }
+        h.encode(block).map_err(|_| code::EINVAL)?;
+        self.io.sync(&self.dev, 0, block, self.bs as usize, IoKind::WriteFlushFua)
+    }
+}
+

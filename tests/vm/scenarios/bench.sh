@@ -1,0 +1,116 @@
+# timeout: 1500
+# dm-bow against dm-linear and a persistent dm-snapshot (4 KiB chunks, COW on
+# a second disk of the same kind), side by side in one boot, with the same
+# fio jobs (4 KiB random writes, O_DIRECT, libaio, default submission).
+#
+# Rows: first overwrites at QD1 and QD16, rewrites, writes into free space
+# (for dm-bow: space discarded before the checkpoint), the committed target,
+# and reads. Columns: IOPS, write amplification (sectors written below /
+# sectors written to the device), reads per write (sectors read below /
+# sectors written) and flushes per write (field 16 of /sys/block/*/stat,
+# below, / writes to the device). Each row is printed as a BOW-BENCH line.
+#
+# Timing under TCG means something only as a ratio within one run, so the
+# scenario checks only exact counts: write amplification and reads. The
+# IOPS ratios are the benchmark's (ci/bench.sh), not a test.
+#
+# usage: bench.sh [OPS (256)]   -- OPS 4 KiB writes per row (1024 in ci/bench.sh)
+. /tests/lib.sh
+OPS=${1:-256}
+A=/dev/vda B=/dev/vdb
+MIB=512 LEN=$(( 512 * 2048 ))
+insmod /lib/modules/dm-bow.ko || { fail insmod; finish; }
+R=$(( OPS * 4096 ))      # bytes per row region
+# Regions of the first half: QD1 first overwrites, QD16 first overwrites, committed.
+QD1_OFF=$(( 16 * 1024 * 1024 )) QD16_OFF=$(( QD1_OFF + R )) COMMIT_OFF=$(( QD16_OFF + R ))
+FREE_OFF=$(( 300 * 1024 * 1024 ))   # in the discarded upper half
+
+# stat <dev> <field>: one field of /sys/block/<dev>/stat.
+stat_of() { awk -v f=$2 '{ print $f }' /sys/block/$1/stat; }
+# snap <devs...>: sums fields 3 (sectors read), 7 (sectors written) and 16
+# (flushes) over the devices below.
+snap() { local r=0 w=0 f=0 d; for d in "$@"; do r=$((r + $(stat_of $d 3))); w=$((w + $(stat_of $d 7))); f=$((f + $(stat_of $d 16))); done; echo "$r $w $f"; }
+
+# row <target> <row name> <dm-dev> <rw> <qd> <offset> <below devs...>: runs one
+# fio job and prints "BOW-BENCH target row iops wa reads_per_write flushes_per_write".
+row() {
+    local t=$1 name=$2 dev=$3 rw=$4 qd=$5 off=$6; shift 6
+    local dn=${dev#/dev/} b0 b1 d0w d1w d0io d1io out iops field
+    b0=$(snap "$@"); d0w=$(stat_of $dn 7); d0io=$(stat_of $dn 5)
+    out=$(fio --minimal --name=b --filename=$dev --rw=$rw --bs=4k --direct=1 --ioengine=libaio --iodepth=$qd \
+        --offset=$off --size=$R --randrepeat=1 2>&1)
+    local rc=$?
+    b1=$(snap "$@"); d1w=$(stat_of $dn 7); d1io=$(stat_of $dn 5)
+    [ $rw = randread ] && field=8 || field=49
+    iops=$(echo "$out" | tail -1 | cut -d';' -f$field)
+    check "$t $name: fio ran (rc=$rc, $iops IOPS)" sh -c "[ $rc = 0 ] && [ \"${iops:-0}\" -gt 0 ]"
+    set -- $b0; local r0=$1 w0=$2 f0=$3
+    set -- $b1; local r1=$1 w1=$2 f1=$3
+    local dw=$((d1w - d0w)) dio=$((d1io - d0io))
+    WA=$(awk -v b=$((w1 - w0)) -v d=$dw 'BEGIN { if (d > 0) printf "%.3f", b / d; else print "-" }')
+    RPW=$(awk -v b=$((r1 - r0)) -v d=$dw 'BEGIN { if (d > 0) printf "%.3f", b / d; else print "-" }')
+    FPW=$(awk -v b=$((f1 - f0)) -v d=$dio 'BEGIN { if (d > 0) printf "%.3f", b / d; else print "-" }')
+    READS=$((r1 - r0))
+    echo "BOW-BENCH $t $name $iops $WA $RPW $FPW"
+}
+
+# Fresh data under every region, the same for each target.
+prepare() {
+    dd if=/dev/urandom of=$A bs=1M seek=16 count=$(( (3 * R) / 1048576 + 1 )) oflag=direct 2>/dev/null
+}
+
+echo "BOW-BENCH target row iops wa reads_per_write flushes_per_write (ops=$OPS)"
+
+# --- dm-linear ----------------------------------------------------------------
+prepare
+dmsetup create lin --table "0 $LEN linear $A 0"
+D=$(dm_dev lin)
+row linear first-qd1 $D randwrite 1 $QD1_OFF vda
+row linear first-qd16 $D randwrite 16 $QD16_OFF vda
+row linear rewrite-qd16 $D randwrite 16 $QD16_OFF vda
+row linear free-qd16 $D randwrite 16 $FREE_OFF vda
+row linear committed-qd16 $D randwrite 16 $COMMIT_OFF vda
+row linear read-qd16 $D randread 16 $QD16_OFF vda
+dmsetup remove lin
+
+# --- dm-bow -------------------------------------------------------------------
+prepare
+dmsetup create bow --table "0 $LEN bow $A 1 block_size:4096"
+D=$(dm_dev bow) S=$(bow_sysfs bow)
+blkdiscard -o $((256 * 1024 * 1024)) -l $((256 * 1024 * 1024)) $D
+echo 1 > $S/state
+row bow first-qd1 $D randwrite 1 $QD1_OFF vda
+eq "bow first overwrites QD1: write amplification exactly 3" 3.000 "$WA"
+eq "bow first overwrites QD1: one read per written sector" 1.000 "$RPW"
+row bow first-qd16 $D randwrite 16 $QD16_OFF vda
+check "bow first overwrites QD16: write amplification $WA <= 2.1" awk -v w=$WA 'BEGIN { exit !(w <= 2.1) }'
+eq "bow first overwrites QD16: one read per written sector" 1.000 "$RPW"
+row bow rewrite-qd16 $D randwrite 16 $QD16_OFF vda
+eq "bow rewrites: write amplification 1" 1.000 "$WA"
+eq "bow rewrites: no reads" 0 "$READS"
+row bow free-qd16 $D randwrite 16 $FREE_OFF vda
+eq "bow writes into free space: write amplification 1" 1.000 "$WA"
+eq "bow writes into free space: no reads" 0 "$READS"
+echo 2 > $S/state
+row bow committed-qd16 $D randwrite 16 $COMMIT_OFF vda
+eq "bow committed: write amplification 1" 1.000 "$WA"
+eq "bow committed: no reads" 0 "$READS"
+row bow read-qd16 $D randread 16 $QD16_OFF vda
+dmsetup remove bow
+
+# --- dm-snapshot, persistent, 4 KiB chunks, COW on the second disk -------------
+prepare
+dd if=/dev/zero of=$B bs=1M count=1 oflag=direct 2>/dev/null
+dmsetup create origin --table "0 $LEN snapshot-origin $A"
+dmsetup create snap --table "0 $LEN snapshot $A $B P 8"
+D=$(dm_dev origin)
+row snapshot first-qd1 $D randwrite 1 $QD1_OFF vda vdb
+row snapshot first-qd16 $D randwrite 16 $QD16_OFF vda vdb
+row snapshot rewrite-qd16 $D randwrite 16 $QD16_OFF vda vdb
+row snapshot free-qd16 $D randwrite 16 $FREE_OFF vda vdb
+row snapshot read-qd16 $D randread 16 $QD16_OFF vda vdb
+dmsetup remove snap
+dmsetup remove origin
+
+check "rmmod" rmmod dm_bow
+finish
