@@ -120,25 +120,10 @@ impl DmDev {
         unsafe { raw::bow_bdev_read_only(self.bdev().cast()) }
     }
 
-    /// Records that a checkpoint is live on this device (see [`DmDev::is_live`]).
-    pub(crate) fn set_live(&self, live: bool) -> Result {
-        if live {
-            // SAFETY: `bdev()` is the live block device of an open `dm_dev`.
-            let r = unsafe { raw::bow_live_add(self.bdev().cast()) };
-            if r != 0 {
-                return Err(Error::from_errno(r));
-            }
-        } else {
-            // SAFETY: as above.
-            unsafe { raw::bow_live_del(self.bdev().cast()) };
-        }
-        Ok(())
-    }
-
-    /// Whether another bow target holds a live checkpoint on this device.
-    pub(crate) fn is_live(&self) -> bool {
-        // SAFETY: as above.
-        unsafe { raw::bow_live_has(self.bdev().cast()) }
+    /// The device number (`dev_t`) of the device.
+    pub(crate) fn devt(&self) -> u32 {
+        // SAFETY: `bdev()` is the live block device of an open `dm_dev`.
+        unsafe { raw::bow_bdev_devt(self.bdev().cast()) }
     }
 
     /// Whether the device accepts discards.

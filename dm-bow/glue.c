@@ -16,8 +16,6 @@
 #include "glue.h"
 
 unsigned int bow_bio_op(const struct bio *bio) { return bio_op(bio); }
-bool bow_bio_is_preflush(const struct bio *bio) { return bio->bi_opf & REQ_PREFLUSH; }
-bool bow_bio_is_fua(const struct bio *bio) { return bio->bi_opf & REQ_FUA; }
 sector_t bow_bio_sector(const struct bio *bio) { return bio->bi_iter.bi_sector; }
 unsigned int bow_bio_size(const struct bio *bio) { return bio->bi_iter.bi_size; }
 
@@ -51,6 +49,7 @@ unsigned int bow_bdev_logical_block_size(struct block_device *bdev)
 	return bdev_logical_block_size(bdev);
 }
 bool bow_bdev_read_only(struct block_device *bdev) { return bdev_read_only(bdev); }
+dev_t bow_bdev_devt(struct block_device *bdev) { return bdev->bd_dev; }
 bool bow_bdev_discard_supported(struct block_device *bdev)
 {
 	return bdev_max_discard_sectors(bdev) > 0;
@@ -254,52 +253,6 @@ int bow_plug_defer(const void *owner, void (*fn)(const void *owner))
 		return 2;
 	p->fn = fn;
 	return 1;
-}
-
-#define BOW_LIVE_MAX 64
-static DEFINE_SPINLOCK(bow_live_lock);
-static dev_t bow_live[BOW_LIVE_MAX];
-
-int bow_live_add(struct block_device *bdev)
-{
-	int i, r = -ENOSPC;
-
-	spin_lock(&bow_live_lock);
-	for (i = 0; i < BOW_LIVE_MAX; i++) {
-		if (!bow_live[i]) {
-			bow_live[i] = bdev->bd_dev;
-			r = 0;
-			break;
-		}
-	}
-	spin_unlock(&bow_live_lock);
-	return r;
-}
-
-void bow_live_del(struct block_device *bdev)
-{
-	int i;
-
-	spin_lock(&bow_live_lock);
-	for (i = 0; i < BOW_LIVE_MAX; i++) {
-		if (bow_live[i] == bdev->bd_dev) {
-			bow_live[i] = 0;
-			break;
-		}
-	}
-	spin_unlock(&bow_live_lock);
-}
-
-bool bow_live_has(struct block_device *bdev)
-{
-	bool found = false;
-	int i;
-
-	spin_lock(&bow_live_lock);
-	for (i = 0; i < BOW_LIVE_MAX; i++)
-		found |= bow_live[i] == bdev->bd_dev;
-	spin_unlock(&bow_live_lock);
-	return found;
 }
 
 void bow_kunit_fail(struct kunit *test, const char *msg)

@@ -18,8 +18,6 @@ struct kunit;
 
 /* bio accessors */
 unsigned int bow_bio_op(const struct bio *bio);
-bool bow_bio_is_preflush(const struct bio *bio);
-bool bow_bio_is_fua(const struct bio *bio);
 sector_t bow_bio_sector(const struct bio *bio);
 unsigned int bow_bio_size(const struct bio *bio);
 void bow_bio_remap(struct bio *bio, struct block_device *bdev, sector_t sector);
@@ -37,6 +35,7 @@ extern const unsigned int BOW_OP_WRITE_ZEROES;
 /* block devices */
 unsigned int bow_bdev_logical_block_size(struct block_device *bdev);
 bool bow_bdev_read_only(struct block_device *bdev);
+dev_t bow_bdev_devt(struct block_device *bdev);
 bool bow_bdev_discard_supported(struct block_device *bdev);
 
 /* dm_target fields that are bitfields, and table facts */
@@ -92,15 +91,6 @@ void bow_inflight_wait_zero(atomic_long_t *v);
  * so it must not sleep).
  */
 int bow_plug_defer(const void *owner, void (*fn)(const void *owner));
-
-/*
- * Devices with a live bow target in checkpoint state, so a table reload (a
- * second constructor on the same device) can be refused instead of losing
- * the checkpoint. A small set under a spinlock.
- */
-int bow_live_add(struct block_device *bdev);
-void bow_live_del(struct block_device *bdev);
-bool bow_live_has(struct block_device *bdev);
 
 /* KUnit */
 void bow_kunit_fail(struct kunit *test, const char *msg);

@@ -21,6 +21,7 @@
 //! The committed state is a bare remap with no lock: nothing leaves it.
 
 mod engine;
+mod live;
 mod transition;
 
 use crate::bow_core::format::{chain_blocks, entries_per_block, holds_log, LogEntry, LogHeader};
@@ -277,7 +278,7 @@ impl Drop for Bow {
     fn drop(&mut self) {
         drop(self.sysfs.lock().take());
         if core::mem::take(&mut self.ctl.shared.inner.lock().live_registered) {
-            let _ = self.ctl.shared.dev.set_live(false);
+            live::remove(self.ctl.shared.dev.devt());
         }
     }
 }
@@ -535,7 +536,7 @@ impl Target for Bow {
         let geometry =
             table::check_geometry(&parsed, dev.logical_block_size(), ti.len(), writable).map_err(table_error)?;
         let nomem = CtrError { errno: code::ENOMEM, msg: c"Cannot allocate memory" };
-        if dev.is_live() {
+        if live::has(dev.devt()) {
             return Err(CtrError {
                 errno: code::EBUSY,
                 msg: c"Device has a live bow target in checkpoint state: a new table would lose the checkpoint; commit or remove it first",

@@ -323,7 +323,11 @@ mod tests {
                         }
                         c += 1;
                     }
-                    assert_eq!(chain_blocks(count, more, epb), chains, "epb {epb} count {count} more {more}");
+                    assert_eq!(
+                        chain_blocks(count, more, epb),
+                        chains,
+                        "epb {epb} count {count} more {more}"
+                    );
                 }
             }
         }

@@ -375,14 +375,17 @@ impl Shared {
             }
             // Become the writer; first let the copies in progress join.
             log.writing = true;
-            // Linger while any worker handling a bio is neither waiting for
-            // the log nor for busy blocks: its entries are on their way.
-            // Bios still queued for a worker do not count (a worker takes
-            // them only after this write), so batches form by themselves;
-            // the timer only bounds a stall.
+            // Linger while entries are on their way: a worker handling a
+            // bio is neither waiting for the log nor for busy blocks, or
+            // bios are queued and a worker is free to take them. Bios
+            // queued behind busy workers do not count (none can start before
+            // this write), so batches form by themselves; the timer only
+            // bounds a stall.
             let mut left = kernel::time::msecs_to_jiffies(LINGER_MS);
             let copying = |g: &InnerGuard<'_>| {
-                g.inflight.saturating_sub(g.queue.len()) > g.log_waiters + g.busy_waiters
+                let queued = g.queue.len();
+                let active = g.inflight.saturating_sub(queued);
+                active > g.log_waiters + g.busy_waiters || (queued > 0 && active < WORKERS)
             };
             while copying(&g) && left > 0 {
                 match self.cond.wait_interruptible_timeout(&mut g, left) {

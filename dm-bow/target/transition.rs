@@ -152,7 +152,7 @@ impl Shared {
         });
         g.live0 = l;
         g.free_at_checkpoint = Some(free_map);
-        g.live_registered = self.dev.set_live(true).is_ok();
+        g.live_registered = live::add(self.dev.devt());
         let free = g.free_blocks;
         drop(g);
         pr_info!("bow: checkpoint taken: {} free blocks of {} bytes\n", free, self.bs);
@@ -176,7 +176,7 @@ impl Shared {
         }
         let mut g = self.inner.lock();
         if core::mem::take(&mut g.live_registered) {
-            let _ = self.dev.set_live(false);
+            live::remove(self.dev.devt());
         }
         drop(g);
         pr_info!("bow: committed\n");

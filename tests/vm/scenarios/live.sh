@@ -122,7 +122,7 @@ files_intact() {
     eq "$1: $n files intact" 0 "$bad"
 }
 # minus <list> <paths>: the lines of list whose path is not in paths.
-minus() { awk 'NR == FNR { gone[$1] = 1; next } !($1 in gone)' "$2" "$1"; }
+minus() { awk -v g="$2" 'FILENAME == g { gone[$1] = 1; next } !($1 in gone)' "$2" "$1"; }
 
 # The files known to be on the filesystem, verified round after round.
 CAT=/tmp/live.catalog
