@@ -1,5 +1,6 @@
 # timeout: 900
 # Edge cases of the map path:
+#   0. reads in state 0 pass through and leave free space free;
 #   1. held bios: map()'s non-sleeping allocations are made to fail (the
 #      kernel's failslab, for the writing task only); the bios are held,
 #      finished by a worker, and none fails, in state 0 and state 1;
@@ -19,6 +20,10 @@ dd if=$POOL of=$DISK bs=1M count=8 oflag=direct 2>/dev/null
 check "held: create" dmsetup create held --table "0 $LEN bow $DISK 1 block_size:4096"
 D=$(dm_dev held)
 blkdiscard -o $((32 * M)) -l $((32 * M)) $D
+free_d=$(cat $(bow_sysfs held)/free)
+dd if=$D of=/dev/null bs=1M skip=32 count=32 iflag=direct status=none
+dd if=$D of=/dev/null bs=1M skip=40 count=8 status=none
+eq "reads of free space in state 0 (direct and cached) leave it free" "$free_d" "$(cat $(bow_sysfs held)/free)"
 mount -t debugfs none /sys/kernel/debug 2>/dev/null
 F=/sys/kernel/debug/failslab
 check "held: failslab is there" [ -d $F ]
