@@ -123,9 +123,9 @@ impl Shared {
                         bio.endio(Some(e));
                         return;
                     }
-                    // Every block is safe to overwrite now; no state change
-                    // can start before this bio is done (it waits for the
-                    // workers), so route it again to remap it.
+                    // Every block is safe to overwrite now: route it again,
+                    // which remaps it (or defers it, if a state change began
+                    // meanwhile; the change waits for this worker).
                 }
             }
         }

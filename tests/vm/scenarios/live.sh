@@ -64,7 +64,8 @@ writer_block0() {
     while [ ! -e $W/stop ]; do
         i=$((i + 1))
         if dd if=$POOL of=$BOW bs=4096 skip=$(( i % 2000 )) count=1 oflag=direct conv=notrunc status=none 2>>$W/b0.err; then
-            echo $i > $W/b0.last
+            # Renamed into place, so a reader never sees it half written.
+            echo $i > $W/b0.new && mv $W/b0.new $W/b0.last
         else
             echo "block 0 write $i failed: $(tail -1 $W/b0.err)" >> $W/errors
         fi
