@@ -557,7 +557,6 @@ impl<T: SysfsFiles> Drop for Sysfs<T> {
         // show/store call is running, so `owner` is not used afterwards (it is released after
         // this function, with the fields).
         unsafe { raw::bow_sysfs_destroy(self.raw.as_ptr()) };
-        let _ = &self.owner;
     }
 }
 
