@@ -520,10 +520,11 @@ pub(crate) trait SysfsFiles: Send + Sync {
 /// # Invariants
 ///
 /// `raw` came from a successful `bow_sysfs_create` whose owner pointer is
-/// `&*owner`, and is destroyed once, before `owner` is released.
+/// `&*_owner`, and is destroyed once, before `_owner` is released.
 pub(crate) struct Sysfs<T: SysfsFiles> {
     raw: NonNull<raw::bow_sysfs>,
-    owner: Arc<T>,
+    /// Kept only to outlive the directory: released after `drop` removes it.
+    _owner: Arc<T>,
 }
 
 // SAFETY: the kobject may be released from any thread, and `T` is `Send + Sync`.
@@ -547,7 +548,7 @@ impl<T: SysfsFiles> Sysfs<T> {
         }
         let raw = NonNull::new(r).ok_or(code::ENOMEM)?;
         // INVARIANT: created with `&*owner`, which is kept in the object.
-        Ok(Self { raw, owner })
+        Ok(Self { raw, _owner: owner })
     }
 }
 
