@@ -339,7 +339,7 @@ impl Shared {
         let was_free = free_in(g, start, end);
         rangemap::assign(&mut g.map, start, end, kind).map_err(|_| code::ENOMEM)?;
         g.free_blocks -= was_free;
-        if kind == Kind::Free {
+        if kind.is_free() {
             g.free_blocks += end - start;
         }
         Ok(())
@@ -428,26 +428,29 @@ impl Shared {
                 if op == Op::Read {
                     return plain;
                 }
-                let (mut needs_backup, mut free) = (false, 0);
+                // Blocks that held data at checkpoint need a backup, and
+                // free ones a claim (see `engine`): a worker does both.
+                let (mut needs_worker, mut claimed) = (false, 0);
                 rangemap::for_each_in(&mut g.map, first, end, |e| match e.kind {
                     Kind::Changed | Kind::Used => {}
-                    Kind::Free => free += e.len(),
-                    _ => needs_backup = true,
+                    Kind::Claimed => claimed += e.len(),
+                    _ => needs_worker = true,
                 });
-                if needs_backup {
+                if needs_worker {
                     return Route::Backup;
                 }
-                if free > 0 {
-                    // Free at checkpoint: no backup, but no longer free for
-                    // backups, and never at the cost of the log's reserve.
-                    if g.free_blocks < free + g.log_reserve(self.epb) {
+                if claimed > 0 {
+                    // Claimed free space: no backup, no log write, but no
+                    // longer free for backups, and never at the cost of the
+                    // log's reserve.
+                    if g.free_blocks < claimed + g.log_reserve(self.epb) {
                         return Route::Backup;
                     }
                     let mut cur = first;
                     while cur < end {
                         let Some(e) = rangemap::Store::containing(&mut g.map, cur) else { break };
                         let e_end = e.end.min(end);
-                        if e.kind == Kind::Free {
+                        if e.kind == Kind::Claimed {
                             if !g.map.ready() || self.assign(g, cur, e_end, Kind::Changed).is_err() {
                                 return Route::NeedNodes;
                             }
@@ -487,7 +490,7 @@ impl Shared {
 fn free_in(g: &mut InnerGuard<'_>, start: u64, end: u64) -> u64 {
     let mut n = 0;
     rangemap::for_each_in(&mut g.map, start, end, |e| {
-        if e.kind == Kind::Free {
+        if e.kind.is_free() {
             n += e.len();
         }
     });

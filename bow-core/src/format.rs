@@ -265,6 +265,20 @@ fn entry_offset(index: u32) -> usize {
 }
 
 impl LogEntry {
+    /// A "zero on restore" entry (**beyond** Android): `size` bytes at
+    /// `sector` were free at checkpoint and may be written since; a restore
+    /// zeroes them, so that no block comes back holding data newer than the
+    /// checkpoint. Source and dest are the same sector, so a restore that
+    /// copies dest to source (Android's) leaves the blocks as they are.
+    pub const fn zero(sector: u64, size: u32) -> Self {
+        Self { source: sector, dest: sector, size, checksum: 0 }
+    }
+
+    /// Whether this is a [`LogEntry::zero`] entry.
+    pub const fn is_zero(&self) -> bool {
+        self.source == self.dest
+    }
+
     /// Reads entry `index` of the log block in `b`.
     pub fn decode_at(b: &[u8], index: u32) -> Result<Self, FormatError> {
         let o = entry_offset(index);

@@ -21,6 +21,17 @@ pub enum Kind {
     Backup,
     /// State 1: a copy involving these blocks is in flight; writers wait.
     Busy,
+    /// State 1: free at checkpoint, not written since, and covered by a
+    /// durable "zero on restore" entry, so writes into it need no log write.
+    /// Still free for backups.
+    Claimed,
+}
+
+impl Kind {
+    /// Free space: holds nothing the checkpoint needs, so backups may go there.
+    pub const fn is_free(self) -> bool {
+        matches!(self, Kind::Free | Kind::Claimed)
+    }
 }
 
 /// One extent of the map: blocks `[start, end)` of one kind.
@@ -146,7 +157,7 @@ pub fn for_each_in<S: Store, F: FnMut(Extent)>(s: &mut S, start: u64, end: u64, 
     }
 }
 
-/// Finds up to `want` blocks of [`Kind::Free`], scanning from `hint` to the
+/// Finds up to `want` free blocks ([`Kind::is_free`]) of one extent, scanning from `hint` to the
 /// end of the map and then from the start. Returns the first free run found
 /// (which may be shorter than `want`) without changing the map.
 pub fn find_free<S: Store>(s: &mut S, blocks: u64, hint: u64, want: u64) -> Option<(u64, u64)> {
@@ -154,7 +165,7 @@ pub fn find_free<S: Store>(s: &mut S, blocks: u64, hint: u64, want: u64) -> Opti
         let mut cur = from;
         while cur < to {
             let e = s.containing(cur)?;
-            if e.kind == Kind::Free {
+            if e.kind.is_free() {
                 let len = (e.end - cur).min(want);
                 return Some((cur, len));
             }
@@ -271,6 +282,7 @@ mod tests {
             Just(Kind::Changed),
             Just(Kind::Backup),
             Just(Kind::Busy),
+            Just(Kind::Claimed),
         ]
     }
 

@@ -92,6 +92,11 @@ pub enum Corruption {
     },
     /// An entry's data does not match its checksum.
     Checksum { expected: u32, found: u32 },
+    /// A zero-on-restore entry (source equal to dest) has a checksum.
+    ZeroChecksum { found: u32 },
+    /// A checked entry's copy lies in blocks a newer entry zeroes: the
+    /// restore would put zeros back instead of the original data.
+    ReadsZeroed { block: u64 },
 }
 
 impl fmt::Display for Corruption {
@@ -142,6 +147,14 @@ impl fmt::Display for Corruption {
             Self::Checksum { expected, found } => {
                 write!(f, "checksum: expected {expected:#010x}, found {found:#010x}")
             }
+            Self::ZeroChecksum { found } => write!(
+                f,
+                "zero entry (source equal to dest): expected checksum 0, found {found:#010x}"
+            ),
+            Self::ReadsZeroed { block } => write!(
+                f,
+                "dest: block {block} is zeroed by a newer entry before this one would read it"
+            ),
         }
     }
 }
@@ -359,11 +372,73 @@ fn check_entry(e: &LogEntry, bs: u32, dev_sectors: u64) -> Result<(), Corruption
     Ok(())
 }
 
+/// Disjoint block ranges, merged: `start -> end`.
+#[derive(Default)]
+struct Ranges {
+    by_start: BTreeMap<u64, u64>,
+}
+
+impl Ranges {
+    /// The first block of `[start, end)` in the set, if any.
+    fn first_in(&self, start: u64, end: u64) -> Option<u64> {
+        if let Some((_, &e)) = self.by_start.range(..=start).next_back() {
+            if e > start {
+                return Some(start);
+            }
+        }
+        self.by_start
+            .range(start..end)
+            .next()
+            .map(|(&s, _)| s)
+    }
+
+    fn remove(&mut self, start: u64, end: u64) {
+        let mut keep = Vec::new();
+        let hit: Vec<(u64, u64)> = self
+            .by_start
+            .range(..end)
+            .rev()
+            .take_while(|(_, &e)| e > start)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        for (s, e) in hit {
+            self.by_start.remove(&s);
+            if s < start {
+                keep.push((s, start));
+            }
+            if e > end {
+                keep.push((end, e));
+            }
+        }
+        for (s, e) in keep {
+            self.by_start.insert(s, e);
+        }
+    }
+
+    fn insert(&mut self, start: u64, end: u64) {
+        self.remove(start, end);
+        let (mut s, mut e) = (start, end);
+        if let Some((&ps, &pe)) = self.by_start.range(..s).next_back() {
+            if pe == s {
+                self.by_start.remove(&ps);
+                s = ps;
+            }
+        }
+        if let Some(&ne) = self.by_start.get(&e) {
+            self.by_start.remove(&e);
+            e = ne;
+        }
+        self.by_start.insert(s, e);
+    }
+}
+
 /// Where each block's content is "as if" the entries replayed so far had been
-/// applied: block -> block that holds that content on the device now.
+/// applied: block -> block that holds that content on the device now, or
+/// zeros (a zero entry replayed, or a copy of zeroed blocks).
 #[derive(Default)]
 struct Overlay {
     moved: BTreeMap<u64, u64>,
+    zeroed: Ranges,
 }
 
 impl Overlay {
@@ -371,10 +446,35 @@ impl Overlay {
         self.moved.get(&block).copied().unwrap_or(block)
     }
 
+    /// The first block of `[start, start + n)` that reads as zeros.
+    fn zeroed_in(&self, start: u64, n: u64) -> Option<u64> {
+        self.zeroed.first_in(start, start + n)
+    }
+
     fn apply(&mut self, src_block: u64, dst_block: u64, n: u64) {
-        let from: Vec<u64> = (0..n).map(|i| self.resolve(dst_block + i)).collect();
-        for (i, f) in from.into_iter().enumerate() {
-            self.moved.insert(src_block + i as u64, f);
+        if src_block == dst_block {
+            // A zero entry.
+            for b in src_block..src_block + n {
+                self.moved.remove(&b);
+            }
+            self.zeroed.insert(src_block, src_block + n);
+            return;
+        }
+        let from: Vec<(u64, bool)> = (0..n)
+            .map(|i| {
+                let d = dst_block + i;
+                (self.resolve(d), self.zeroed.first_in(d, d + 1).is_some())
+            })
+            .collect();
+        self.zeroed.remove(src_block, src_block + n);
+        for (i, (f, zero)) in from.into_iter().enumerate() {
+            let b = src_block + i as u64;
+            if zero {
+                self.moved.remove(&b);
+                self.zeroed.insert(b, b + 1);
+            } else {
+                self.moved.insert(b, f);
+            }
         }
     }
 }
@@ -529,7 +629,21 @@ fn walk<D: Disk>(
             if ei == 0 {
                 prev_at = link.map(|l| overlay.resolve(l));
             }
+            if e.is_zero() && e.checksum != 0 {
+                return Err(corrupt(
+                    seq,
+                    Some(ei as u32),
+                    Corruption::ZeroChecksum { found: e.checksum },
+                ));
+            }
             if e.checksum != 0 {
+                if let Some(block) = overlay.zeroed_in(dst_b, n) {
+                    return Err(corrupt(
+                        seq,
+                        Some(ei as u32),
+                        Corruption::ReadsZeroed { block },
+                    ));
+                }
                 let mut extents: Vec<(u64, u64)> = Vec::new();
                 for k in 0..n {
                     let at = overlay.resolve(dst_b + k);
@@ -660,6 +774,14 @@ pub enum Step {
         to: u64,
         bytes: u64,
     },
+    /// Write `bytes` of zeros at sector `to`: entry `entry` of log block
+    /// `block`, a zero entry.
+    Zero {
+        block: usize,
+        entry: u32,
+        to: u64,
+        bytes: u64,
+    },
     /// Make everything written so far durable.
     Sync,
     /// Sync, rewrite block 0 as a "WOB" log holding entries `0..count` of
@@ -740,6 +862,29 @@ pub fn plan(log: &Log) -> Vec<Step> {
             let n = u64::from(e.size / bs);
             let (src, dst) = (e.source / spb, e.dest / spb);
             let hazard = (src..src + n).any(|b| read_since_fence.contains(&b));
+            if e.is_zero() {
+                // Reads nothing; writes its source like a copy would.
+                if let Some(r) = run.take() {
+                    steps.push(r.step(spb, bs));
+                    read_since_fence.extend(r.dst..r.dst + r.n);
+                }
+                if i == 0 {
+                    steps.push(Step::Sync);
+                } else if (src..src + n).any(|b| read_since_fence.contains(&b)) {
+                    steps.push(Step::Fence {
+                        block: bi,
+                        count: i + 1,
+                    });
+                    read_since_fence.clear();
+                }
+                steps.push(Step::Zero {
+                    block: bi,
+                    entry: i,
+                    to: e.source,
+                    bytes: u64::from(e.size),
+                });
+                continue;
+            }
             if i > 0 && !hazard {
                 if let Some(r) = run.as_mut() {
                     if r.extend(i, src, dst, n, max_blocks) {
@@ -816,6 +961,21 @@ pub fn restore<D: Disk, P: Progress>(d: &mut D, log: &Log, progress: &mut P) -> 
                 buf.resize(bytes as usize, 0);
                 d.read_at(from * u64::from(SECTOR_SIZE), &mut buf)?;
                 d.write_at(to * u64::from(SECTOR_SIZE), &buf)?;
+                done += bytes;
+                progress.copied(done, total);
+            }
+            Step::Zero { to, bytes, .. } => {
+                let chunk = bytes.min(MAX_COPY) as usize;
+                if buf.len() < chunk {
+                    buf.resize(chunk, 0);
+                }
+                buf[..chunk].fill(0);
+                let mut at = 0u64;
+                while at < bytes {
+                    let len = (bytes - at).min(chunk as u64) as usize;
+                    d.write_at(to * u64::from(SECTOR_SIZE) + at, &buf[..len])?;
+                    at += len as u64;
+                }
                 done += bytes;
                 progress.copied(done, total);
             }

@@ -153,6 +153,9 @@ pub struct Counters {
     /// state change, for a backup, or for memory only a sleeping
     /// allocation gives. None of them fails for it.
     pub held: u64,
+    /// Free-at-checkpoint bytes claimed (logged to be zeroed by a restore)
+    /// before being written.
+    pub claimed_bytes: u64,
 }
 
 /// The INFO status line: space-separated `key=value` pairs.
@@ -170,7 +173,7 @@ impl fmt::Display for StatusInfo {
         let c = &self.counters;
         write!(
             f,
-            "state={} block_size={} free={} backed_up={} log_seq={} log_entries={} copies={} enospc={} log_writes={} held={}",
+            "state={} block_size={} free={} backed_up={} log_seq={} log_entries={} copies={} enospc={} log_writes={} held={} claimed={}",
             self.state.name(),
             self.block_size,
             c.free_bytes,
@@ -180,7 +183,8 @@ impl fmt::Display for StatusInfo {
             c.copies,
             c.enospc,
             c.log_writes,
-            c.held
+            c.held,
+            c.claimed_bytes
         )
     }
 }
@@ -263,7 +267,7 @@ mod tests {
         };
         assert_eq!(
             s.to_string(),
-            "state=checkpoint block_size=4096 free=8192 backed_up=0 log_seq=0 log_entries=0 copies=2 enospc=0 log_writes=0 held=0"
+            "state=checkpoint block_size=4096 free=8192 backed_up=0 log_seq=0 log_entries=0 copies=2 enospc=0 log_writes=0 held=0 claimed=0"
         );
         assert_eq!(
             StatusIma(&s).to_string(),

@@ -250,6 +250,31 @@ impl Image {
         true
     }
 
+    /// Claims free-at-checkpoint blocks `[first, first + n)` as the target
+    /// does before the first write into them: a zero entry, logged. They stay
+    /// free for backups until written ([`Image::write_free`]).
+    /// Returns false (logging nothing) unless every block is still free:
+    /// the target claims only free blocks, never ones holding backups.
+    pub fn claim(&mut self, first: u64, n: u64) -> bool {
+        if !(first..first + n).all(|b| self.free.contains(&b)) {
+            return false;
+        }
+        let size = (n * u64::from(self.bs)) as u32;
+        self.push(LogEntry::zero(first * self.spb(), size));
+        true
+    }
+
+    /// Writes a claimed free-at-checkpoint block that holds no backup.
+    /// Returns false (writing nothing) if it is not free any more.
+    pub fn write_free(&mut self, b: u64, d: &[u8]) -> bool {
+        let Some(i) = self.free.iter().position(|f| *f == b) else {
+            return false;
+        };
+        self.free.remove(i);
+        self.put(b, d);
+        true
+    }
+
     /// Overwrites `n` random used blocks (block 0 included now and then)
     /// with random data, like a filesystem after an update.
     pub fn scribble(&mut self, n: usize, seed: u64) {

@@ -2,7 +2,9 @@
 //! random writes in state 1 (first overwrites, rewrites, writes into free
 //! space, into blocks holding backups, into block 0 and over its live copy,
 //! with log chaining), then the shared restore. Every block that was not
-//! free at checkpoint must come back, bit for bit, whatever happened.
+//! free at checkpoint must come back, bit for bit, whatever happened, and no
+//! block that was free may come back holding data written after the
+//! checkpoint (zeros, a log block or some block's checkpoint data only).
 //!
 //! The write policy mirrors the kernel's (`dm-bow/target.rs`) on the shared
 //! range map, on-disk format and checksum.
@@ -14,6 +16,8 @@ use bow_core::testimg::MemDisk;
 use proptest::prelude::*;
 
 const BS: u32 = 512;
+/// Blocks one claim of free space covers at most (the kernel's window, small).
+const CLAIM: u64 = 8;
 
 struct Sim {
     disk: MemDisk,
@@ -102,9 +106,10 @@ impl Sim {
         .unwrap();
         self.header.count = 1;
         self.header.encode(&mut self.log).unwrap();
-        let l = self.log.clone();
-        self.put(0, &l);
-        Some(())
+        let log = self.log.clone();
+        self.put(0, &log);
+        // The live copy's place is zeroed by a restore.
+        self.append(LogEntry::zero(l, BS))
     }
     /// A state-1 write of one block; `None` is ENOSPC (nothing written).
     fn write(&mut self, b: u64, data: &[u8]) -> Option<()> {
@@ -115,13 +120,27 @@ impl Sim {
         }
         match self.kind(b) {
             Kind::Changed | Kind::Used => {}
-            Kind::Free => rangemap::assign(&mut self.map, b, b + 1, Kind::Changed).unwrap(),
+            Kind::Claimed => rangemap::assign(&mut self.map, b, b + 1, Kind::Changed).unwrap(),
+            Kind::Free => {
+                // Claim a window of the free extent: logged to be zeroed by a
+                // restore before anything is written into it.
+                let e = rangemap::Store::containing(&mut self.map, b).unwrap();
+                let end = e.end.min(b + CLAIM);
+                rangemap::assign(&mut self.map, b, end, Kind::Busy).unwrap();
+                let r = self.append(LogEntry::zero(b, ((end - b) * BS as u64) as u32));
+                if r.is_none() {
+                    rangemap::assign(&mut self.map, b, end, Kind::Free).unwrap();
+                    return None;
+                }
+                rangemap::assign(&mut self.map, b, end, Kind::Claimed).unwrap();
+                rangemap::assign(&mut self.map, b, b + 1, Kind::Changed).unwrap();
+            }
             Kind::Unchanged | Kind::Backup => {
                 let free_left = self
                     .map
                     .blocks()
                     .iter()
-                    .filter(|k| **k == Kind::Free)
+                    .filter(|k| k.is_free())
                     .count();
                 if free_left <= 1 {
                     return None;
@@ -145,6 +164,9 @@ impl Sim {
                     size: BS,
                     checksum,
                 })?;
+                if is_live0 {
+                    self.append(LogEntry::zero(d, BS))?;
+                }
                 rangemap::assign(&mut self.map, b, b + 1, Kind::Changed).unwrap();
             }
             Kind::Busy => unreachable!(),
@@ -212,6 +234,17 @@ proptest! {
             if !free {
                 let r = b * BS as usize..(b + 1) * BS as usize;
                 prop_assert_eq!(&disk.data[r.clone()], &image[r], "block {}", b);
+            }
+        }
+        // No block free at checkpoint holds data written after it.
+        let known: std::collections::HashSet<&[u8]> = image.chunks(BS as usize).collect();
+        for (b, free) in free_at_ckpt.iter().enumerate() {
+            let got = &disk.data[b * BS as usize..(b + 1) * BS as usize];
+            if *free {
+                let plausible = got.iter().all(|x| *x == 0)
+                    || known.contains(got)
+                    || bow_core::format::has_log_magic(got);
+                prop_assert!(plausible, "block {} free at checkpoint holds newer data", b);
             }
         }
         // A second restore finds nothing to do.

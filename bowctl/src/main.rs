@@ -85,6 +85,8 @@ struct EntryJson {
     size: u32,
     checksum: u32,
     checksum_verified: bool,
+    /// A zero entry: a restore zeroes `size` bytes at `source`.
+    zero: bool,
 }
 
 fn entries_json(log: &Log) -> Vec<EntryJson> {
@@ -99,6 +101,7 @@ fn entries_json(log: &Log) -> Vec<EntryJson> {
                 size: e.size,
                 checksum: e.checksum,
                 checksum_verified: b.checked[i],
+                zero: e.is_zero(),
             });
         }
     }
@@ -116,6 +119,8 @@ struct Summary {
     restoring: bool,
     bytes_to_restore: u64,
     copies: usize,
+    /// Zero entries: free-at-checkpoint ranges written since, zeroed.
+    zeroes: usize,
     fences: usize,
 }
 
@@ -136,6 +141,10 @@ fn summary(log: &Log, plan: &[Step]) -> Summary {
         copies: plan
             .iter()
             .filter(|s| matches!(s, Step::Copy { .. }))
+            .count(),
+        zeroes: plan
+            .iter()
+            .filter(|s| matches!(s, Step::Zero { .. }))
             .count(),
         fences: plan
             .iter()
@@ -162,8 +171,8 @@ fn print_summary(name: &str, s: &Summary) {
         println!("  restore in progress (WOB): a restore was interrupted; run restore again");
     }
     println!(
-        "  to restore          {} bytes in {} copies, {} fences",
-        s.bytes_to_restore, s.copies, s.fences
+        "  to restore          {} bytes in {} copies and {} zeroed ranges, {} fences",
+        s.bytes_to_restore, s.copies, s.zeroes, s.fences
     );
 }
 
@@ -209,7 +218,13 @@ fn inspect(path: &Path, json: bool) -> Result<u8> {
                         e.dest,
                         e.size,
                         e.checksum,
-                        if e.checksum_verified { "ok" } else { "-" }
+                        if e.checksum_verified {
+                            "ok"
+                        } else if e.zero {
+                            "zero"
+                        } else {
+                            "-"
+                        }
                     );
                 }
                 println!("verdict: valid; restore would return the checkpoint image");
@@ -231,7 +246,7 @@ fn inspect(path: &Path, json: bool) -> Result<u8> {
 
 fn print_plan(name: &str, log: &Log, plan: &[Step]) {
     println!(
-        "{name}: would copy {} bytes in {} steps, newest entries first:",
+        "{name}: would copy or zero {} bytes in {} steps, newest entries first:",
         log.bytes_to_restore(),
         plan.len()
     );
@@ -254,6 +269,15 @@ fn print_plan(name: &str, log: &Log, plan: &[Step]) {
                 println!(
                     "  copy  seq {seq} {which}: {bytes} bytes from sector {from} to sector {to}"
                 );
+            }
+            Step::Zero {
+                block,
+                entry,
+                to,
+                bytes,
+            } => {
+                let seq = log.blocks[block].header.sequence;
+                println!("  zero  seq {seq} entry {entry}: {bytes} bytes at sector {to} (free at checkpoint, written since)");
             }
             Step::Sync => println!("  sync"),
             Step::Fence { block, count } => println!(

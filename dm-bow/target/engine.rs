@@ -10,6 +10,16 @@
 //! and the user's write released. No lock is held across any I/O: the map
 //! lives under a spinlock, and the log block belongs to whichever worker is
 //! writing it (`LogState::writing`).
+//!
+//! A write into free space that is not claimed yet first claims a window of
+//! it (up to `CLAIM_BYTES`): a zero entry, logged like a copy, tells a
+//! restore to zero those blocks. Without it a rollback would leave there
+//! data written after the checkpoint, which a filesystem whose metadata was
+//! allocated there (logged, not yet written in place) can take for its own:
+//! XFS log recovery skips a buffer whose on-disk LSN is newer than the
+//! record, so the restored filesystem would mix two points in time. Further
+//! writes into the window need no log write. The same holds for each place of
+//! the live block 0, which gets a zero entry when it is chosen.
 
 use super::*;
 use crate::bow_core::format::entry_seed;
@@ -23,6 +33,10 @@ pub(super) const COPY_MAX: usize = 64 * 1024;
 pub(super) const JOBS_MAX: usize = 64;
 /// Longest time the log writer waits for copies in progress to join its write.
 const LINGER_MS: u32 = 50;
+/// Most free space one claim covers, in bytes: one log entry per this much
+/// new data written sequentially, and at most this much zeroed needlessly
+/// by a restore.
+const CLAIM_BYTES: u64 = 1 << 20;
 
 /// One planned copy: blocks `[src, src+n)` to `[dst, dst+n)`.
 #[derive(Clone, Copy)]
@@ -32,8 +46,22 @@ pub(super) struct Job {
     n: u64,
     was: Kind,
     /// This job moves the live copy of block 0 (alone): its entry has
-    /// checksum 0, as its content keeps changing after the move.
+    /// checksum 0, as its content keeps changing after the move, and a zero
+    /// entry for its new place follows it.
     live0: bool,
+    /// A claim of free space (`src == dst`): a zero entry, no copy.
+    zero: bool,
+}
+
+impl Job {
+    /// Log entries this job adds.
+    fn entries(&self) -> u64 {
+        if self.live0 {
+            2
+        } else {
+            1
+        }
+    }
 }
 
 /// A worker's private buffers, allocated once.
@@ -168,7 +196,10 @@ impl Shared {
             if g.log.as_ref().map_or(true, |l| l.failed) || g.state != State::Checkpoint {
                 return Err(code::EIO);
             }
-            if !g.map.ready() {
+            // Nodes for the two changes a job makes (its copy, then its
+            // source), so the lock is not dropped between them: another
+            // worker must never see the source unclaimed once its copy is.
+            if g.map.spares_needed() > 0 {
                 drop(g);
                 g = self.lock_ready()?;
                 continue;
@@ -182,8 +213,46 @@ impl Shared {
                 Kind::Busy => return Ok(()),
                 Kind::Changed | Kind::Used => *cursor = end,
                 Kind::Free => {
-                    // Free at checkpoint: written without a backup, but never
-                    // into the blocks the log keeps for its chain.
+                    // Free and not claimed: claim a window of it, from here
+                    // to at least the end of the write, leaving the log what
+                    // it may need to chain (this entry included).
+                    let (count, unlogged) = g.log.as_ref().map_or((0, 0), |l| (l.header.count, l.unlogged));
+                    let avail = g.free_blocks.saturating_sub(chain_blocks(count, unlogged + 1, self.epb));
+                    if avail == 0 {
+                        if !w.jobs.is_empty() {
+                            return Ok(());
+                        }
+                        if unlogged == 0 {
+                            return Err(code::ENOSPC);
+                        }
+                        self.wait_busy(&mut g);
+                        continue;
+                    }
+                    // The aligned window around the write (so random writes
+                    // into a region claim each window once), within this
+                    // free extent; as much as the reserve allows otherwise.
+                    let bs = u64::from(self.bs);
+                    let window = (CLAIM_BYTES / bs).max(1);
+                    let base = *cursor - *cursor % window;
+                    let cap = avail.min(u64::from(u32::MAX) / bs);
+                    let mut start = e.start.max(base);
+                    let mut stop = e.end.min((base + window).max(last));
+                    if stop - start > cap {
+                        start = *cursor;
+                        stop = stop.min(*cursor + cap);
+                    }
+                    let n = stop - start;
+                    self.assign(&mut g, start, stop, Kind::Busy)?;
+                    let job = Job { src: start, dst: start, n, was: Kind::Free, live0: false, zero: true };
+                    w.jobs.push(job, GFP_NOWAIT)?;
+                    if let Some(l) = g.log.as_mut() {
+                        l.unlogged += job.entries();
+                    }
+                    *cursor = stop;
+                }
+                Kind::Claimed => {
+                    // Claimed: written without a backup or a log write, but
+                    // never into the blocks the log keeps for its chain.
                     if g.free_blocks < (end - *cursor) + g.log_reserve(self.epb) {
                         if !w.jobs.is_empty() {
                             return Ok(());
@@ -225,16 +294,14 @@ impl Shared {
                     let Some((dst, n)) = rangemap::find_free(&mut g.map, self.blocks, hint, want) else {
                         return Err(code::ENOSPC);
                     };
+                    // Both fit in the spares checked above.
                     self.assign(&mut g, dst, dst + n, Kind::Busy)?;
                     g.free_hint = dst + n;
-                    if !g.map.ready() {
-                        drop(g);
-                        g = self.lock_ready()?;
-                    }
                     self.assign(&mut g, *cursor, *cursor + n, Kind::Busy)?;
-                    w.jobs.push(Job { src: *cursor, dst, n, was: e.kind, live0: is_live0 }, GFP_NOWAIT)?;
+                    let job = Job { src: *cursor, dst, n, was: e.kind, live0: is_live0, zero: false };
+                    w.jobs.push(job, GFP_NOWAIT)?;
                     if let Some(l) = g.log.as_mut() {
-                        l.unlogged += 1;
+                        l.unlogged += job.entries();
                     }
                     *cursor += n;
                     if is_live0 {
@@ -277,6 +344,10 @@ impl Shared {
         let mut new_live0 = None;
         for j in w.jobs.iter() {
             let bytes = (j.n * u64::from(self.bs)) as usize;
+            if j.zero {
+                w.entries.push(LogEntry::zero(j.src * spb, bytes as u32), GFP_NOWAIT)?;
+                continue;
+            }
             self.io.sync(&self.dev, j.src * spb, &mut w.copy, bytes, IoKind::Read)?;
             let data = w.copy.get(..bytes).ok_or(code::EINVAL)?;
             // The kernel's crc32_le (accelerated where the CPU can), the same
@@ -288,6 +359,8 @@ impl Shared {
                 GFP_NOWAIT,
             )?;
             if j.live0 {
+                // Its new place holds data newer than the checkpoint from now on.
+                w.entries.push(LogEntry::zero(j.dst * spb, self.bs), GFP_NOWAIT)?;
                 new_live0 = Some(j.dst);
             }
         }
@@ -297,10 +370,21 @@ impl Shared {
     /// Marks planned blocks changed (and their copies as backups) once the
     /// log is durable, or puts them back as they were on failure.
     fn settle(&self, w: &mut WorkerBufs, ok: bool) {
+        let entries: u64 = w.jobs.iter().map(Job::entries).sum();
         if let Some(l) = self.inner.lock().log.as_mut() {
-            l.unlogged = l.unlogged.saturating_sub(w.jobs.len() as u64);
+            l.unlogged = l.unlogged.saturating_sub(entries);
         }
         for j in w.jobs.iter() {
+            if j.zero {
+                // Claimed: still free for backups, written without a log write.
+                if let Ok(mut g) = self.lock_ready() {
+                    let _ = self.assign(&mut g, j.src, j.src + j.n, if ok { Kind::Claimed } else { Kind::Free });
+                    if ok {
+                        g.counters.claimed_bytes += j.n * u64::from(self.bs);
+                    }
+                }
+                continue;
+            }
             let (src_kind, dst_kind) = if ok { (Kind::Changed, Kind::Backup) } else { (j.was, Kind::Free) };
             // If nodes cannot be had the map keeps the blocks busy, which is safe: writers wait.
             if let Ok(mut g) = self.lock_ready() {

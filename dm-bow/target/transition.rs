@@ -124,7 +124,10 @@ impl Shared {
             LogEntry { source: 0, dest: a * spb, size: self.bs, checksum: crc }
                 .encode_at(&mut block, 0)
                 .map_err(|_| code::EINVAL)?;
-            h.count = 1;
+            // The live copy's place is free at checkpoint and will hold data
+            // newer than it: a restore zeroes it.
+            LogEntry::zero(l * spb, self.bs).encode_at(&mut block, 1).map_err(|_| code::EINVAL)?;
+            h.count = 2;
             h.encode(&mut block).map_err(|_| code::EINVAL)?;
             self.io.sync(&self.dev, 0, &mut block, bs, IoKind::WriteFlushFua)?;
             Ok((block, h))

@@ -20,10 +20,12 @@
 # bow device from 1 MiB on, so block 0 of the bow device is the block-0
 # writer's alone.
 #
-# usage: live.sh [ROUNDS-PER-FILESYSTEM (20)] [FILESYSTEMS ("ext4 xfs")]
+# usage: live.sh [ROUNDS-PER-FILESYSTEM (20)[-FILESYSTEM]]  (e.g. live:40-xfs;
+# both ext4 and xfs by default)
 . /tests/lib.sh
 ROUNDS=${1:-20}
-FSES=${2:-ext4 xfs}
+FSES="ext4 xfs"
+case $ROUNDS in *-*) FSES=${ROUNDS#*-} ROUNDS=${ROUNDS%%-*} ;; esac
 DISK=/dev/vda
 MIB=512
 LEN=$(( MIB * 2048 ))
@@ -122,6 +124,27 @@ files_intact() {
 # minus <list> <paths>: the lines of list whose path is not in paths.
 minus() { awk -v g="$2" 'FILENAME == g { gone[$1] = 1; next } !($1 in gone)' "$2" "$1"; }
 
+# skip_trace on|report: XFS log recovery's skipped buffers (on-disk LSN
+# newer than the record), and how many lie in space free at checkpoint.
+T=/sys/kernel/tracing
+skip_trace() {
+    [ -d $T/events/xfs ] || mount -t tracefs none $T 2>/dev/null
+    [ -d $T/events/xfs ] || return 0
+    if [ $1 = on ]; then
+        : > $T/trace
+        for e in xfs_log_recover_buf_skip xfs_log_recover_inode_skip; do echo 1 > $T/events/xfs/$e/enable; done
+        return
+    fi
+    for e in xfs_log_recover_buf_skip xfs_log_recover_inode_skip; do echo 0 > $T/events/xfs/$e/enable; done
+    grep _skip $T/trace > $W/skips
+    echo "$L: recovery skipped $(wc -l < $W/skips) items; buffers in free-at-checkpoint space: $(
+        sed -n 's/.*buf_skip: .*daddr 0x\([0-9a-f]*\).*/\1/p' $W/skips | while read -r b; do
+            blk=$(( (0x$b + FSOFF) / 8 ))
+            tr ' ' '\n' < $W/freemap | awk -F+ -v b=$blk 'NF == 2 && b >= $1 && b < $1 + $2 { print b }'
+        done | wc -l)"
+    head -3 $W/skips
+}
+
 # The files known to be on the filesystem, verified round after round.
 CAT=/tmp/live.catalog
 
@@ -170,6 +193,7 @@ for FS in $FSES; do
         cat $W/buf.rm $W/dio.rm > $W/refrm
         b0hi=$(( $(cat $W/b0.last 2>/dev/null || echo 0) + 1 ))
         eq "$L: state 1" 1 "$(cat $S/state)"
+        dmsetup message live 0 free_map > $W/freemap
         sleep 3
         commit=$(( r % 2 ))
         if [ $commit = 1 ]; then
@@ -211,7 +235,9 @@ for FS in $FSES; do
             check "$L: block 0 below is as at checkpoint (write $found of $b0lo..$b0hi)" [ $found != none ]
             fs_below
             # The log replays at mount; fsck then sees what a user would.
+            skip_trace on
             mount /dev/mapper/below /mnt/live && umount /mnt/live
+            skip_trace report
             check "$L: fsck clean" sh -c "$(fsck_of $FS) /dev/mapper/below > $W/fsck 2>&1" || tail -5 $W/fsck
             mount /dev/mapper/below /mnt/live
             # Files done before the change began, less those whose removal
