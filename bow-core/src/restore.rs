@@ -29,6 +29,19 @@ pub trait Disk {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError>;
     /// Makes everything written so far durable.
     fn sync(&mut self) -> Result<(), IoError>;
+    /// Writes `len` bytes of zeros at `offset`. Devices may do it faster
+    /// than writing a buffer of zeros (`BLKZEROOUT`).
+    fn zero_at(&mut self, offset: u64, len: u64) -> Result<(), IoError> {
+        let chunk = len.min(MAX_COPY) as usize;
+        let zeros = vec![0u8; chunk];
+        let mut at = 0u64;
+        while at < len {
+            let n = (len - at).min(chunk as u64) as usize;
+            self.write_at(offset + at, &zeros[..n])?;
+            at += n as u64;
+        }
+        Ok(())
+    }
 }
 
 /// An I/O failure, with the OS error number when there is one.
@@ -782,6 +795,16 @@ pub enum Step {
         to: u64,
         bytes: u64,
     },
+    /// Write `bytes` of zeros at sector `at`, the dest of entry `entry` of
+    /// log block `block`: a backup's place (or a saved log block), free at
+    /// checkpoint, which no restart reads again. So no block free at
+    /// checkpoint comes back holding a copy of other data.
+    Clear {
+        block: usize,
+        entry: u32,
+        at: u64,
+        bytes: u64,
+    },
     /// Make everything written so far durable.
     Sync,
     /// Sync, rewrite block 0 as a "WOB" log holding entries `0..count` of
@@ -855,22 +878,116 @@ pub fn plan(log: &Log) -> Vec<Step> {
     // fence first (whose sync makes the switch durable). This spares a sync
     // per log block.
     let mut read_since_fence: BTreeSet<u64> = BTreeSet::new();
+    // The places copies were read from are cleared once no restart reads
+    // them again, unless an older entry writes them (the target never makes
+    // such a log: a place that held a backup is never backed up earlier;
+    // generic logs may). For each block, the oldest entry (largest index in
+    // replay order) whose source it is.
+    let mut oldest_source: BTreeMap<u64, usize> = BTreeMap::new();
+    for (r, (_, _, e)) in log.replay_order().enumerate() {
+        if !e.is_zero() {
+            let src = e.source / spb;
+            for b in src..src + u64::from(e.size / bs) {
+                oldest_source.insert(b, r);
+            }
+        }
+    }
+    let clearable = |r: usize, e: &LogEntry| {
+        let dst = e.dest / spb;
+        !e.is_zero()
+            && (dst..dst + u64::from(e.size / bs))
+                .all(|b| oldest_source.get(&b).is_none_or(|&o| o <= r))
+    };
+    let mut block_first = 0usize;
     for (bi, block) in log.blocks.iter().enumerate() {
+        // Replay index of entry k of this block.
+        let (nb, base) = (block.entries.len(), block_first);
+        let r_of = move |k: usize| base + (nb - 1 - k);
+        block_first += nb;
         let mut run: Option<Run> = None;
         for (i, e) in block.entries.iter().enumerate().rev() {
             let i = i as u32;
             let n = u64::from(e.size / bs);
             let (src, dst) = (e.source / spb, e.dest / spb);
             let hazard = (src..src + n).any(|b| read_since_fence.contains(&b));
+            if i == 0 {
+                // Entry 0 writes block 0 and so replaces this log block.
+                if let Some(r) = run.take() {
+                    steps.push(r.step(spb, bs));
+                }
+                // Make every earlier write durable and leave only entry 0 in
+                // block 0: a restart replays nothing else of this block, so
+                // the places its other entries read can be cleared.
+                steps.push(Step::Fence {
+                    block: bi,
+                    count: 1,
+                });
+                // In disk order, adjacent places merged: backups are taken
+                // in runs, so this is a few large clears.
+                let mut places: Vec<(u64, u64, u32)> = block
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .filter(|&(k, o)| clearable(r_of(k), o))
+                    .map(|(k, o)| (o.dest, u64::from(o.size), k as u32))
+                    .collect();
+                places.sort_unstable();
+                let mut merged: Vec<(u64, u64, u32)> = Vec::new();
+                for (at, bytes, k) in places {
+                    match merged.last_mut() {
+                        Some(m) if m.0 + m.1 / u64::from(SECTOR_SIZE) == at && m.1 + bytes <= MAX_COPY => {
+                            m.1 += bytes
+                        }
+                        _ => merged.push((at, bytes, k)),
+                    }
+                }
+                for (at, bytes, k) in merged {
+                    steps.push(Step::Clear {
+                        block: bi,
+                        entry: k,
+                        at,
+                        bytes,
+                    });
+                }
+                if e.is_zero() {
+                    steps.push(Step::Zero {
+                        block: bi,
+                        entry: 0,
+                        to: e.source,
+                        bytes: u64::from(e.size),
+                    });
+                } else {
+                    steps.push(Step::Copy {
+                        block: bi,
+                        first: 0,
+                        last: 0,
+                        from: e.dest,
+                        to: e.source,
+                        bytes: u64::from(e.size),
+                    });
+                }
+                // Once durable, block 0 holds the older log block (or the
+                // original block 0): nothing read so far is read again.
+                steps.push(Step::Sync);
+                read_since_fence.clear();
+                if clearable(r_of(0), e) {
+                    steps.push(Step::Clear {
+                        block: bi,
+                        entry: 0,
+                        at: e.dest,
+                        bytes: u64::from(e.size),
+                    });
+                }
+                continue;
+            }
             if e.is_zero() {
                 // Reads nothing; writes its source like a copy would.
                 if let Some(r) = run.take() {
                     steps.push(r.step(spb, bs));
                     read_since_fence.extend(r.dst..r.dst + r.n);
                 }
-                if i == 0 {
-                    steps.push(Step::Sync);
-                } else if (src..src + n).any(|b| read_since_fence.contains(&b)) {
+                if (src..src + n).any(|b| read_since_fence.contains(&b)) {
                     steps.push(Step::Fence {
                         block: bi,
                         count: i + 1,
@@ -885,7 +1002,7 @@ pub fn plan(log: &Log) -> Vec<Step> {
                 });
                 continue;
             }
-            if i > 0 && !hazard {
+            if !hazard {
                 if let Some(r) = run.as_mut() {
                     if r.extend(i, src, dst, n, max_blocks) {
                         continue;
@@ -896,11 +1013,7 @@ pub fn plan(log: &Log) -> Vec<Step> {
                 steps.push(r.step(spb, bs));
                 read_since_fence.extend(r.dst..r.dst + r.n);
             }
-            if i == 0 {
-                // Entry 0 writes block 0 and so replaces this log block: make
-                // every earlier write durable first.
-                steps.push(Step::Sync);
-            } else if (src..src + n).any(|b| read_since_fence.contains(&b)) {
+            if (src..src + n).any(|b| read_since_fence.contains(&b)) {
                 steps.push(Step::Fence {
                     block: bi,
                     count: i + 1,
@@ -915,11 +1028,6 @@ pub fn plan(log: &Log) -> Vec<Step> {
                 dst,
                 n,
             });
-            if i == 0 {
-                if let Some(r) = run.take() {
-                    steps.push(r.step(spb, bs));
-                }
-            }
         }
         if let Some(r) = run.take() {
             steps.push(r.step(spb, bs));
@@ -965,20 +1073,11 @@ pub fn restore<D: Disk, P: Progress>(d: &mut D, log: &Log, progress: &mut P) -> 
                 progress.copied(done, total);
             }
             Step::Zero { to, bytes, .. } => {
-                let chunk = bytes.min(MAX_COPY) as usize;
-                if buf.len() < chunk {
-                    buf.resize(chunk, 0);
-                }
-                buf[..chunk].fill(0);
-                let mut at = 0u64;
-                while at < bytes {
-                    let len = (bytes - at).min(chunk as u64) as usize;
-                    d.write_at(to * u64::from(SECTOR_SIZE) + at, &buf[..len])?;
-                    at += len as u64;
-                }
+                d.zero_at(to * u64::from(SECTOR_SIZE), bytes)?;
                 done += bytes;
                 progress.copied(done, total);
             }
+            Step::Clear { at, bytes, .. } => d.zero_at(at * u64::from(SECTOR_SIZE), bytes)?,
             Step::Sync => d.sync()?,
             Step::Fence { block, count } => {
                 // `plan` only names blocks of `log`.

@@ -151,6 +151,8 @@ impl Image {
             size: bs,
             checksum: entry_checksum(0, bs, &b0),
         });
+        // The live copy's place is zeroed by a restore, as the target logs it.
+        img.push(LogEntry::zero(l * img.spb(), bs));
         img
     }
 

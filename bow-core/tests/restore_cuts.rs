@@ -145,6 +145,17 @@ fn claimed_free_space_is_zeroed_and_backups_in_it_survive_a_cut_anywhere() {
             let at = b as usize * 512;
             assert!(r.data[at..at + 512].iter().all(|x| *x == 0), "block {b} written after the checkpoint comes back zeroed");
         }
+        // Every free block: as at checkpoint, or zeroed (backups' places,
+        // saved log blocks and the live copy's place are cleared).
+        for b in 0..img.blocks as usize {
+            let rg = b * 512..(b + 1) * 512;
+            if img.free_at_checkpoint[b] {
+                assert!(
+                    r.data[rg.clone()].iter().all(|x| *x == 0) || r.data[rg.clone()] == img.checkpoint[rg],
+                    "free block {b} holds other data after the restore"
+                );
+            }
+        }
     }
 }
 
@@ -247,12 +258,23 @@ fn hazardous_logs_need_and_get_fences() {
         })
         .unwrap()
         .unwrap();
-        fenced += restore::plan(&log)
+        let plan = restore::plan(&log);
+        fenced += plan
             .iter()
             .filter(|s| matches!(s, Step::Fence { .. }))
             .count();
+        // Places of backups cleared by the full restore: after a cut that
+        // lands once they are no longer needed, they may keep their copy.
         let bs = img.bs as usize;
-        let compared = |b: u64| sources.contains(&b) || !dests.contains(&b);
+        let spb = (img.bs / 512) as u64;
+        let mut cleared = std::collections::BTreeSet::new();
+        for st in &plan {
+            if let Step::Clear { at, bytes, .. } = *st {
+                cleared.extend(at / spb..(at + bytes / 512) / spb);
+            }
+        }
+        let compared =
+            |b: u64| (sources.contains(&b) || !dests.contains(&b)) && !cleared.contains(&b);
         for k in 0..ops.len() {
             for mode in 0..3 {
                 let mut keep = |_: usize| match mode {

@@ -18,6 +18,7 @@ pub struct FileDisk {
     size: u64,
     writes: u64,
     cut_after: Option<u64>,
+    is_blk: bool,
 }
 
 impl FileDisk {
@@ -58,6 +59,7 @@ impl FileDisk {
             size,
             writes: 0,
             cut_after,
+            is_blk,
         })
     }
 
@@ -112,6 +114,65 @@ impl Disk for FileDisk {
         self.file
             .write_all_at(buf, offset)
             .map_err(|e| err(IoOp::Write, offset, &e))
+    }
+
+    /// On a block device a punched hole (zeros by unmapping, where the
+    /// device can) or else `BLKZEROOUT`; `FALLOC_FL_ZERO_RANGE` on a file;
+    /// writes of zeros where none of those works.
+    fn zero_at(&mut self, offset: u64, len: u64) -> Result<(), IoError> {
+        use std::os::fd::AsRawFd;
+        if self.cut() {
+            return Err(err(
+                IoOp::Write,
+                offset,
+                &std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        self.writes += 1;
+        let fd = self.file.as_raw_fd();
+        let done = if self.is_blk {
+            // A hole punched in a block device reads as zeros; the kernel
+            // does it only where the device zeroes without writing data
+            // (write-zeroes with unmap), and refuses otherwise.
+            // SAFETY: `fd` is open; only integers are passed.
+            let punched = unsafe {
+                libc::fallocate(
+                    fd,
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    offset as libc::off_t,
+                    len as libc::off_t,
+                ) == 0
+            };
+            // _IO(0x12, 127); the argument is {start, length} in bytes.
+            const BLKZEROOUT: u32 = 0x127f;
+            let range = [offset, len];
+            // SAFETY: `fd` is open; the kernel reads two u64 from `range`,
+            // which lives across the call.
+            punched || unsafe { libc::ioctl(fd, BLKZEROOUT as _, range.as_ptr()) == 0 }
+        } else {
+            // SAFETY: `fd` is open; only integers are passed.
+            unsafe {
+                libc::fallocate(
+                    fd,
+                    libc::FALLOC_FL_ZERO_RANGE,
+                    offset as libc::off_t,
+                    len as libc::off_t,
+                ) == 0
+            }
+        };
+        if done {
+            return Ok(());
+        }
+        let zeros = vec![0u8; len.min(4 << 20) as usize];
+        let mut at = 0u64;
+        while at < len {
+            let n = (len - at).min(zeros.len() as u64) as usize;
+            self.file
+                .write_all_at(&zeros[..n], offset + at)
+                .map_err(|e| err(IoOp::Write, offset + at, &e))?;
+            at += n as u64;
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> Result<(), IoError> {

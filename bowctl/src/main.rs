@@ -121,6 +121,8 @@ struct Summary {
     copies: usize,
     /// Zero entries: free-at-checkpoint ranges written since, zeroed.
     zeroes: usize,
+    /// Places of backups and saved log blocks cleared once read.
+    clears: usize,
     fences: usize,
 }
 
@@ -145,6 +147,10 @@ fn summary(log: &Log, plan: &[Step]) -> Summary {
         zeroes: plan
             .iter()
             .filter(|s| matches!(s, Step::Zero { .. }))
+            .count(),
+        clears: plan
+            .iter()
+            .filter(|s| matches!(s, Step::Clear { .. }))
             .count(),
         fences: plan
             .iter()
@@ -171,8 +177,8 @@ fn print_summary(name: &str, s: &Summary) {
         println!("  restore in progress (WOB): a restore was interrupted; run restore again");
     }
     println!(
-        "  to restore          {} bytes in {} copies and {} zeroed ranges, {} fences",
-        s.bytes_to_restore, s.copies, s.zeroes, s.fences
+        "  to restore          {} bytes in {} copies and {} zeroed ranges, {} fences; {} places cleared",
+        s.bytes_to_restore, s.copies, s.zeroes, s.fences, s.clears
     );
 }
 
@@ -278,6 +284,15 @@ fn print_plan(name: &str, log: &Log, plan: &[Step]) {
             } => {
                 let seq = log.blocks[block].header.sequence;
                 println!("  zero  seq {seq} entry {entry}: {bytes} bytes at sector {to} (free at checkpoint, written since)");
+            }
+            Step::Clear {
+                block,
+                entry,
+                at,
+                bytes,
+            } => {
+                let seq = log.blocks[block].header.sequence;
+                println!("  clear seq {seq} entry {entry}: {bytes} bytes at sector {at} (the copy's place, read)");
             }
             Step::Sync => println!("  sync"),
             Step::Fence { block, count } => println!(

@@ -119,6 +119,11 @@ dd if=/tmp/after-update.img of=$DISK bs=1M oflag=direct 2>/dev/null
 bowctl restore $DISK > /dev/null 2>&1
 full=$(disk_sum $DISK)
 eq "an uninterrupted restore of the same image gives the same result" "$restored" "$full"
+# A restart cannot clear the places of copies a cut-off run already put back
+# (the log that named them is gone), so interrupted restores are compared
+# outside the space free at checkpoint.
+zero_ranges $DISK 4096 $(cat /tmp/free)
+full=$(disk_sum $DISK)
 for n in 0 1 2 3 7 20 60; do
     dd if=/tmp/after-update.img of=$DISK bs=1M oflag=direct 2>/dev/null
     BOWCTL_TEST_CUT_AFTER_WRITES=$n bowctl restore $DISK > /tmp/out 2> /tmp/err
@@ -126,7 +131,8 @@ for n in 0 1 2 3 7 20 60; do
     [ $rc = 5 ] || { [ $rc = 0 ] && [ $n -ge 20 ]; } || { fail "cut after $n writes: exit $rc"; cat /tmp/err; }
     bowctl restore $DISK > /tmp/out2 2>&1
     rc2=$?
-    eq "restore cut after $n writes (exit $rc), then run again (exit $rc2): same image" "$full" "$(disk_sum $DISK)"
+    zero_ranges $DISK 4096 $(cat /tmp/free)
+    eq "restore cut after $n writes (exit $rc), then run again (exit $rc2): same image outside free space" "$full" "$(disk_sum $DISK)"
 done
 code 0 "after all that, nothing to restore" bowctl restore $DISK
 

@@ -137,12 +137,15 @@ skip_trace() {
     fi
     for e in xfs_log_recover_buf_skip xfs_log_recover_inode_skip; do echo 0 > $T/events/xfs/$e/enable; done
     grep _skip $T/trace > $W/skips
-    echo "$L: recovery skipped $(wc -l < $W/skips) items; buffers in free-at-checkpoint space: $(
-        sed -n 's/.*buf_skip: .*daddr 0x\([0-9a-f]*\).*/\1/p' $W/skips | while read -r b; do
+    local infree
+    infree=$(sed -n 's/.*buf_skip: .*daddr 0x\([0-9a-f]*\).*/\1/p' $W/skips | while read -r b; do
             blk=$(( (0x$b + FSOFF) / 8 ))
             tr ' ' '\n' < $W/freemap | awk -F+ -v b=$blk 'NF == 2 && b >= $1 && b < $1 + $2 { print b }'
-        done | wc -l)"
-    head -3 $W/skips
+        done | wc -l)
+    echo "$L: XFS log recovery skipped $(wc -l < $W/skips) items (on-disk LSN newer than the record)"
+    # Free space comes back as it was or zeroed, so no metadata there can
+    # look newer than the restored log.
+    eq "$L: no skipped buffer lies in space free at checkpoint" 0 "$infree"
 }
 
 # The files known to be on the filesystem, verified round after round.
@@ -235,9 +238,9 @@ for FS in $FSES; do
             check "$L: block 0 below is as at checkpoint (write $found of $b0lo..$b0hi)" [ $found != none ]
             fs_below
             # The log replays at mount; fsck then sees what a user would.
-            skip_trace on
+            [ $FS = xfs ] && skip_trace on
             mount /dev/mapper/below /mnt/live && umount /mnt/live
-            skip_trace report
+            [ $FS = xfs ] && skip_trace report
             check "$L: fsck clean" sh -c "$(fsck_of $FS) /dev/mapper/below > $W/fsck 2>&1" || tail -5 $W/fsck
             mount /dev/mapper/below /mnt/live
             # Files done before the change began, less those whose removal
