@@ -73,15 +73,26 @@ blkdiscard -o $((32 * 1024 * 1024)) -l $((32 * 1024 * 1024)) $(dm_dev cm2)
 dmsetup message cm2 0 checkpoint && dmsetup message cm2 0 commit
 eq "second device committed" committed "$(status_field cm2 state)"
 check "dm-linear baseline" dmsetup create lin --table "0 $LEN linear $B $LEN"
-# runtime_ms <dev>: fio's write runtime (terse field 50) for 512 random 4 KiB writes.
+# runtime_ms <dev>: fio's write runtime (terse field 50) for 512 random 4 KiB
+# writes; 0 when fio fails, prints no runtime, or the device's own counters
+# do not show the 2 MiB written (fio given a wrong path writes a file).
 runtime_ms() {
-    fio --minimal --name=t --filename=$1 --rw=randwrite --bs=4k --direct=1 --ioengine=psync \
-        --size=$((16 * 1024 * 1024)) --io_size=$((2 * 1024 * 1024)) --randrepeat=1 2>/dev/null | cut -d';' -f50
+    local out ms w0 w1
+    w0=$(sectors_written ${1#/dev/} 2>/dev/null || echo 0)
+    out=$(fio --minimal --name=t --filename=$1 --rw=randwrite --bs=4k --direct=1 --ioengine=psync \
+        --size=$((16 * 1024 * 1024)) --io_size=$((2 * 1024 * 1024)) --randrepeat=1 2>&1) || { echo 0; return; }
+    w1=$(sectors_written ${1#/dev/} 2>/dev/null || echo 0)
+    [ $((w1 - w0)) -ge 4096 ] || { echo 0; return; }
+    ms=$(echo "$out" | tail -1 | cut -d';' -f50)
+    case $ms in ''|*[!0-9]*) echo 0 ;; *) echo $ms ;; esac
 }
 # Four interleaved rounds, alternating which goes first; the ratio of the
 # totals. Single rounds vary by +-30% under TCG, so the bound only catches a
 # gross regression; the exact cost check is the write amplification above.
-tb=0 tl=0
+# The bound was 1.25 with three rounds in a fixed order; it became 1.5 with
+# the alternating rounds (d610ab9) because single rounds vary by +-30% under
+# TCG. Measured 2026-12-01: rounds 1.00, 1.33, 1.23, 1.09; total 1.17.
+tb=0 tl=0 bad=0
 for round in 1 2 3 4; do
     if [ $((round % 2)) = 1 ]; then
         b=$(runtime_ms $(dm_dev cm2)); l=$(runtime_ms $(dm_dev lin))
@@ -89,12 +100,15 @@ for round in 1 2 3 4; do
         l=$(runtime_ms $(dm_dev lin)); b=$(runtime_ms $(dm_dev cm2))
     fi
     echo "round $round: committed bow $b ms, dm-linear $l ms"
+    [ "$b" -gt 0 ] && [ "$l" -gt 0 ] || bad=$((bad + 1))
     tb=$((tb + b)) tl=$((tl + l))
 done
-ratio=$(awk -v b=$tb -v l=$tl 'BEGIN { printf "%.2f", b / l }')
+eq "timing rounds: fio ran, wrote 2 MiB to the device and timed every one" 0 $bad
+ratio=none
+[ $tb -gt 0 ] && [ $tl -gt 0 ] && ratio=$(awk -v b=$tb -v l=$tl 'BEGIN { printf "%.2f", b / l }')
 echo "committed bow runtime $tb ms, dm-linear $tl ms: time ratio bow/linear $ratio"
 check "committed bow costs about what dm-linear does (time ratio $ratio <= 1.5)" \
-    awk -v r=$ratio 'BEGIN { exit !(r <= 1.5) }'
+    sh -c "[ $ratio != none ] && awk -v r=$ratio 'BEGIN { exit !(r <= 1.5) }'"
 dmsetup remove cm2
 dmsetup remove lin
 rmmod dm_bow
