@@ -57,7 +57,13 @@ done
 
 vm=$BOW_ROOT/target/vm
 mkdir -p "$vm"
+# Results of an earlier run must never be counted for this one: clear them
+# before anything can fail, and drop the artifacts a build replaces, so a
+# failed build leaves nothing stale to boot or to replay.
+run=$vm/last
+rm -rf "$run"
 if [ "$build" = 1 ]; then
+    rm -f "$vm/bzImage" "$vm/dm-bow.ko" "$vm/bowctl" "$vm/initramfs.cpio.gz"
     kb=$(bash "$BOW_ROOT/ci/build-kernel.sh")
     ko=$(bash "$BOW_ROOT/ci/build-module.sh")
     bowctl=$(bash "$BOW_ROOT/ci/build-bowctl.sh")
@@ -69,8 +75,6 @@ fi
 # The initramfs is cheap: always rebuilt, so scenario edits are picked up.
 bash "$BOW_ROOT/ci/build-initramfs.sh" "$vm/dm-bow.ko" "$vm/bowctl" "$vm/initramfs.cpio.gz"
 
-run=$vm/last
-rm -rf "$run"
 mkdir -p "$run"
 drives=()
 [ -z "$disks" ] || mkdir -p "$disks"
