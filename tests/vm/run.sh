@@ -180,21 +180,32 @@ for s in "${scenarios[@]}"; do
         | sed 's/^/    /' | head -50 || true
 done
 
-# KUnit: KTAP lines, possibly prefixed by printk timestamps.
-# Cases are indented one level deeper than "ok N <suite>" at the top level.
-sed -E 's/^\[ *[0-9.]+\] //' "$console" | tr -d '\r' | awk -v out="$results" '
+# KUnit: KTAP lines, possibly prefixed by printk timestamps. The suite runs
+# at every insmod; each case is counted once per module build (the worst
+# result of its runs). Cases are indented one level deeper than "ok N
+# <suite>" at the top level.
+sed -E 's/^\[ *[0-9.]+\] //' "$console" | tr -d '\r' | awk '
     /^ +# Subtest: / { suite = $3; next }
     /^ +(not )?ok [0-9]+ / && suite != "" {
         res = ($1 == "not") ? "fail" : "pass"
         name = ($1 == "not") ? $4 : $3
         if ($0 ~ /# SKIP/) res = "skip"
-        printf "kunit\t%s.%s\t%s\n", suite, name, res >> out
+        key = suite "." name
+        if (!(key in r) || res == "fail" || (res == "skip" && r[key] == "pass")) r[key] = res
     }
-    /^(not )?ok [0-9]+ / { suite = "" }' || true
+    /^(not )?ok [0-9]+ / { suite = "" }
+    END { for (k in r) printf "kunit\t%s\t%s\n", k, r[k] }' | sort >> "$results" || true
 kpass=$(grep -c $'^kunit\t.*\tpass$' "$results" || true)
 kfail=$(grep -c $'^kunit\t.*\tfail$' "$results" || true)
+kskip=$(grep -c $'^kunit\t.*\tskip$' "$results" || true)
 [ "$kfail" = 0 ] || status=1
-echo "KUnit: $kpass passed, $kfail failed"
+# Every boot loads the module, which runs the suite: no result means it did
+# not run (or its output went unread), which is a failure.
+if [ $((kpass + kfail + kskip)) = 0 ]; then
+    printf 'kunit\tKTAP results in the console\tfail\n' >> "$results"
+    status=1
+fi
+echo "KUnit: $kpass passed, $kfail failed, $kskip skipped (each case once)"
 
 if [ -n "$timed_out" ]; then
     echo "FAIL: timeout in $timed_out"
