@@ -10,8 +10,10 @@ checks=0
 # reads "below the target" really bypass the page cache.
 dd() { /usr/sbin/dd "$@"; }
 
-ok() { checks=$((checks + 1)); echo "BOW-CHECK ok $*"; }
-fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "BOW-CHECK FAIL $*"; return 1; }
+# Each starts on a line of its own: a progress bar (bowctl on a terminal)
+# leaves the cursor mid-line, and a check glued to it was not counted.
+ok() { checks=$((checks + 1)); printf '\nBOW-CHECK ok %s\n' "$*"; }
+fail() { checks=$((checks + 1)); failures=$((failures + 1)); printf '\nBOW-CHECK FAIL %s\n' "$*"; return 1; }
 
 # check <description> <command...>: passes when the command succeeds.
 check() {
