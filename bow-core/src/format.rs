@@ -271,7 +271,12 @@ impl LogEntry {
     /// checkpoint. Source and dest are the same sector, so a restore that
     /// copies dest to source (Android's) leaves the blocks as they are.
     pub const fn zero(sector: u64, size: u32) -> Self {
-        Self { source: sector, dest: sector, size, checksum: 0 }
+        Self {
+            source: sector,
+            dest: sector,
+            size,
+            checksum: 0,
+        }
     }
 
     /// Whether this is a [`LogEntry::zero`] entry.

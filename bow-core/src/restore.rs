@@ -399,10 +399,7 @@ impl Ranges {
                 return Some(start);
             }
         }
-        self.by_start
-            .range(start..end)
-            .next()
-            .map(|(&s, _)| s)
+        self.by_start.range(start..end).next().map(|(&s, _)| s)
     }
 
     fn remove(&mut self, start: u64, end: u64) {
@@ -936,7 +933,10 @@ pub fn plan(log: &Log) -> Vec<Step> {
                 let mut merged: Vec<(u64, u64, u32)> = Vec::new();
                 for (at, bytes, k) in places {
                     match merged.last_mut() {
-                        Some(m) if m.0 + m.1 / u64::from(SECTOR_SIZE) == at && m.1 + bytes <= MAX_COPY => {
+                        Some(m)
+                            if m.0 + m.1 / u64::from(SECTOR_SIZE) == at
+                                && m.1 + bytes <= MAX_COPY =>
+                        {
                             m.1 += bytes
                         }
                         _ => merged.push((at, bytes, k)),
@@ -981,28 +981,9 @@ pub fn plan(log: &Log) -> Vec<Step> {
                 }
                 continue;
             }
-            if e.is_zero() {
-                // Reads nothing; writes its source like a copy would.
-                if let Some(r) = run.take() {
-                    steps.push(r.step(spb, bs));
-                    read_since_fence.extend(r.dst..r.dst + r.n);
-                }
-                if (src..src + n).any(|b| read_since_fence.contains(&b)) {
-                    steps.push(Step::Fence {
-                        block: bi,
-                        count: i + 1,
-                    });
-                    read_since_fence.clear();
-                }
-                steps.push(Step::Zero {
-                    block: bi,
-                    entry: i,
-                    to: e.source,
-                    bytes: u64::from(e.size),
-                });
-                continue;
-            }
-            if !hazard {
+            // A zero entry reads nothing and writes its source like a copy
+            // would; it never joins a run.
+            if !e.is_zero() && !hazard {
                 if let Some(r) = run.as_mut() {
                     if r.extend(i, src, dst, n, max_blocks) {
                         continue;
@@ -1019,6 +1000,15 @@ pub fn plan(log: &Log) -> Vec<Step> {
                     count: i + 1,
                 });
                 read_since_fence.clear();
+            }
+            if e.is_zero() {
+                steps.push(Step::Zero {
+                    block: bi,
+                    entry: i,
+                    to: e.source,
+                    bytes: u64::from(e.size),
+                });
+                continue;
             }
             run = Some(Run {
                 block: bi,

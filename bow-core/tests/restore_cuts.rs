@@ -143,7 +143,10 @@ fn claimed_free_space_is_zeroed_and_backups_in_it_survive_a_cut_anywhere() {
         let r = restore_fully(img.data.clone());
         for b in written {
             let at = b as usize * 512;
-            assert!(r.data[at..at + 512].iter().all(|x| *x == 0), "block {b} written after the checkpoint comes back zeroed");
+            assert!(
+                r.data[at..at + 512].iter().all(|x| *x == 0),
+                "block {b} written after the checkpoint comes back zeroed"
+            );
         }
         // Every free block: as at checkpoint, or zeroed (backups' places,
         // saved log blocks and the live copy's place are cleared).
@@ -151,7 +154,8 @@ fn claimed_free_space_is_zeroed_and_backups_in_it_survive_a_cut_anywhere() {
             let rg = b * 512..(b + 1) * 512;
             if img.free_at_checkpoint[b] {
                 assert!(
-                    r.data[rg.clone()].iter().all(|x| *x == 0) || r.data[rg.clone()] == img.checkpoint[rg],
+                    r.data[rg.clone()].iter().all(|x| *x == 0)
+                        || r.data[rg.clone()] == img.checkpoint[rg],
                     "free block {b} holds other data after the restore"
                 );
             }

@@ -136,12 +136,7 @@ impl Sim {
                 rangemap::assign(&mut self.map, b, b + 1, Kind::Changed).unwrap();
             }
             Kind::Unchanged | Kind::Backup => {
-                let free_left = self
-                    .map
-                    .blocks()
-                    .iter()
-                    .filter(|k| k.is_free())
-                    .count();
+                let free_left = self.map.blocks().iter().filter(|k| k.is_free()).count();
                 if free_left <= 1 {
                     return None;
                 }

@@ -63,8 +63,23 @@ impl FileDisk {
         })
     }
 
-    fn cut(&self) -> bool {
-        self.cut_after.is_some_and(|n| self.writes >= n)
+    /// EIO once the test hook has cut the device off.
+    fn check_cut(&self, op: IoOp, offset: u64) -> Result<(), IoError> {
+        if self.cut_after.is_some_and(|n| self.writes >= n) {
+            return Err(err(
+                op,
+                offset,
+                &std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Counts one write for the test hook, failing once it has cut the device off.
+    fn count_write(&mut self, offset: u64) -> Result<(), IoError> {
+        self.check_cut(IoOp::Write, offset)?;
+        self.writes += 1;
+        Ok(())
     }
 }
 
@@ -103,14 +118,7 @@ impl Disk for FileDisk {
     }
 
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
-        if self.cut() {
-            return Err(err(
-                IoOp::Write,
-                offset,
-                &std::io::Error::from_raw_os_error(libc::EIO),
-            ));
-        }
-        self.writes += 1;
+        self.count_write(offset)?;
         self.file
             .write_all_at(buf, offset)
             .map_err(|e| err(IoOp::Write, offset, &e))
@@ -121,14 +129,7 @@ impl Disk for FileDisk {
     /// writes of zeros where none of those works.
     fn zero_at(&mut self, offset: u64, len: u64) -> Result<(), IoError> {
         use std::os::fd::AsRawFd;
-        if self.cut() {
-            return Err(err(
-                IoOp::Write,
-                offset,
-                &std::io::Error::from_raw_os_error(libc::EIO),
-            ));
-        }
-        self.writes += 1;
+        self.count_write(offset)?;
         let fd = self.file.as_raw_fd();
         let done = if self.is_blk {
             // A hole punched in a block device reads as zeros; the kernel
@@ -176,13 +177,7 @@ impl Disk for FileDisk {
     }
 
     fn sync(&mut self) -> Result<(), IoError> {
-        if self.cut() {
-            return Err(err(
-                IoOp::Sync,
-                0,
-                &std::io::Error::from_raw_os_error(libc::EIO),
-            ));
-        }
+        self.check_cut(IoOp::Sync, 0)?;
         self.file.sync_all().map_err(|e| err(IoOp::Sync, 0, &e))
     }
 }

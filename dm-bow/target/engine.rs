@@ -187,6 +187,13 @@ impl Shared {
         g.busy_waiters -= 1;
     }
 
+    /// Free blocks beyond what the log may need to chain for every entry
+    /// not yet durable plus one more, and how many entries are not durable.
+    fn room_for_entry(&self, g: &InnerGuard<'_>) -> (u64, u64) {
+        let (count, unlogged) = g.log.as_ref().map_or((0, 0), |l| (l.header.count, l.unlogged));
+        (g.free_blocks.saturating_sub(chain_blocks(count, unlogged + 1, self.epb)), unlogged)
+    }
+
     /// Plans copies from `*cursor` on, until `last`, a busy block, or
     /// `JOBS_MAX` jobs. Waits for busy blocks only while holding none.
     fn plan(&self, cursor: &mut u64, last: u64, w: &mut WorkerBufs) -> Result {
@@ -216,8 +223,7 @@ impl Shared {
                     // Free and not claimed: claim a window of it, from here
                     // to at least the end of the write, leaving the log what
                     // it may need to chain (this entry included).
-                    let (count, unlogged) = g.log.as_ref().map_or((0, 0), |l| (l.header.count, l.unlogged));
-                    let avail = g.free_blocks.saturating_sub(chain_blocks(count, unlogged + 1, self.epb));
+                    let (avail, unlogged) = self.room_for_entry(&g);
                     if avail == 0 {
                         if !w.jobs.is_empty() {
                             return Ok(());
@@ -275,8 +281,7 @@ impl Shared {
                     let end = if is_live0 { *cursor + 1 } else { end };
                     // Keep back what the log may need to chain for every
                     // entry not yet durable, this one included.
-                    let (count, unlogged) = g.log.as_ref().map_or((0, 0), |l| (l.header.count, l.unlogged));
-                    let avail = g.free_blocks.saturating_sub(chain_blocks(count, unlogged + 1, self.epb));
+                    let (avail, unlogged) = self.room_for_entry(&g);
                     if avail == 0 {
                         if !w.jobs.is_empty() {
                             // Log these first: that may shrink the reserve.
