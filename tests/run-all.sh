@@ -17,7 +17,7 @@ cd "$BOW_ROOT"
 
 bash ci/setup.sh || die "setup failed"
 
-passed=0 failed=0
+passed=0 failed=0 notrun=0
 report=$BOW_ROOT/target/test-report.txt
 mkdir -p target
 : > "$report"
@@ -25,12 +25,16 @@ mkdir -p target
 # add_tsv <what> <results.tsv> <exit status>: counts the tsv's pass and fail
 # lines (name<TAB>...<TAB>pass|fail) and reports its failures; a non-zero
 # status with no failing line, or no results at all, is one failure more.
+# "notrun<TAB>what<TAB>N" lines count N checks that never ran.
 add_tsv() {
-    local what=$1 tsv=$2 st=$3 p=0 f=0
+    local what=$1 tsv=$2 st=$3 p=0 f=0 n=0
     if [ -s "$tsv" ]; then
         p=$(grep -c $'\tpass$' "$tsv" || true)
         f=$(grep -c $'\tfail$' "$tsv" || true)
+        n=$(awk -F'\t' '$1 == "notrun" { n += $3 } END { print n + 0 }' "$tsv")
+        notrun=$((notrun + n))
         grep $'\tfail$' "$tsv" | sed 's/^/FAILED: /' >> "$report" || true
+        awk -F'\t' '$1 == "notrun" { print "NOT RUN: " $2 " (" $3 " checks)" }' "$tsv" >> "$report"
     else
         echo "FAILED: the $what produced no results (status $st)" >> "$report"
         f=1
@@ -97,5 +101,11 @@ else
 fi
 
 cat "$report"
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+# Checks that never ran (a scenario cut short, boots not made) are counted
+# apart from the failures that stopped them, and fail the run too.
+if [ "$notrun" -gt 0 ]; then
+    echo "$passed passed, $failed failed, not run: $notrun"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ "$failed" = 0 ] && [ "$notrun" = 0 ] && [ "$passed" -gt 0 ]

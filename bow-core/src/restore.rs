@@ -893,8 +893,11 @@ pub fn plan(log: &Log) -> Vec<Step> {
         let dst = e.dest / spb;
         !e.is_zero()
             && (dst..dst + u64::from(e.size / bs))
-                .all(|b| oldest_source.get(&b).is_none_or(|&o| o <= r))
+                .all(|b| oldest_source.get(&b).map_or(true, |&o| o <= r))
     };
+    // The clears of the newer log block, waiting for the sync that makes
+    // block 0's switch away from it durable.
+    let mut pending_clears: Vec<Step> = Vec::new();
     let mut block_first = 0usize;
     for (bi, block) in log.blocks.iter().enumerate() {
         // Replay index of entry k of this block.
@@ -908,48 +911,16 @@ pub fn plan(log: &Log) -> Vec<Step> {
             let (src, dst) = (e.source / spb, e.dest / spb);
             let hazard = (src..src + n).any(|b| read_since_fence.contains(&b));
             if i == 0 {
-                // Entry 0 writes block 0 and so replaces this log block.
+                // Entry 0 writes block 0 and so replaces this log block:
+                // every earlier write is made durable first.
                 if let Some(r) = run.take() {
                     steps.push(r.step(spb, bs));
+                    read_since_fence.extend(r.dst..r.dst + r.n);
                 }
-                // Make every earlier write durable and leave only entry 0 in
-                // block 0: a restart replays nothing else of this block, so
-                // the places its other entries read can be cleared.
-                steps.push(Step::Fence {
-                    block: bi,
-                    count: 1,
-                });
-                // In disk order, adjacent places merged: backups are taken
-                // in runs, so this is a few large clears.
-                let mut places: Vec<(u64, u64, u32)> = block
-                    .entries
-                    .iter()
-                    .enumerate()
-                    .skip(1)
-                    .filter(|&(k, o)| clearable(r_of(k), o))
-                    .map(|(k, o)| (o.dest, u64::from(o.size), k as u32))
-                    .collect();
-                places.sort_unstable();
-                let mut merged: Vec<(u64, u64, u32)> = Vec::new();
-                for (at, bytes, k) in places {
-                    match merged.last_mut() {
-                        Some(m)
-                            if m.0 + m.1 / u64::from(SECTOR_SIZE) == at
-                                && m.1 + bytes <= MAX_COPY =>
-                        {
-                            m.1 += bytes
-                        }
-                        _ => merged.push((at, bytes, k)),
-                    }
-                }
-                for (at, bytes, k) in merged {
-                    steps.push(Step::Clear {
-                        block: bi,
-                        entry: k,
-                        at,
-                        bytes,
-                    });
-                }
+                steps.push(Step::Sync);
+                // That sync also made durable the switch of block 0 away from
+                // the newer log block: no restart reads its places again.
+                steps.append(&mut pending_clears);
                 if e.is_zero() {
                     steps.push(Step::Zero {
                         block: bi,
@@ -966,19 +937,13 @@ pub fn plan(log: &Log) -> Vec<Step> {
                         to: e.source,
                         bytes: u64::from(e.size),
                     });
+                    read_since_fence.extend(dst..dst + n);
                 }
-                // Once durable, block 0 holds the older log block (or the
-                // original block 0): nothing read so far is read again.
-                steps.push(Step::Sync);
-                read_since_fence.clear();
-                if clearable(r_of(0), e) {
-                    steps.push(Step::Clear {
-                        block: bi,
-                        entry: 0,
-                        at: e.dest,
-                        bytes: u64::from(e.size),
-                    });
-                }
+                // This block's places, cleared after the next sync (which
+                // makes this switch durable), in disk order with adjacent
+                // places merged: backups are taken in runs, so this is a few
+                // large clears.
+                pending_clears = clears(bi, block, &clearable, r_of);
                 continue;
             }
             // A zero entry reads nothing and writes its source like a copy
@@ -1024,7 +989,47 @@ pub fn plan(log: &Log) -> Vec<Step> {
         }
     }
     steps.push(Step::Sync);
+    if !pending_clears.is_empty() {
+        steps.append(&mut pending_clears);
+        steps.push(Step::Sync);
+    }
     steps
+}
+
+/// The clears of `block`'s places that `clearable` allows (by replay index
+/// and entry), in disk order with adjacent places merged.
+fn clears(
+    bi: usize,
+    block: &Block,
+    clearable: &impl Fn(usize, &LogEntry) -> bool,
+    r_of: impl Fn(usize) -> usize,
+) -> Vec<Step> {
+    let mut places: Vec<(u64, u64, u32)> = block
+        .entries
+        .iter()
+        .enumerate()
+        .filter(|&(k, o)| clearable(r_of(k), o))
+        .map(|(k, o)| (o.dest, u64::from(o.size), k as u32))
+        .collect();
+    places.sort_unstable();
+    let mut merged: Vec<(u64, u64, u32)> = Vec::new();
+    for (at, bytes, k) in places {
+        match merged.last_mut() {
+            Some(m) if m.0 + m.1 / u64::from(SECTOR_SIZE) == at && m.1 + bytes <= MAX_COPY => {
+                m.1 += bytes
+            }
+            _ => merged.push((at, bytes, k)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(at, bytes, entry)| Step::Clear {
+            block: bi,
+            entry,
+            at,
+            bytes,
+        })
+        .collect()
 }
 
 /// Rewrites block 0 as a "WOB" log covering entries `0..count` of `block`.

@@ -91,7 +91,9 @@ fn check_every_cut(img: &Image, seed: u64) -> usize {
                 ops: Vec::new(),
             };
             // `None` only once block 0 holds the original again.
-            if let Some(log) = restore::validate(&mut r).expect("valid after a cut") {
+            if let Some(log) = restore::validate(&mut r)
+                .unwrap_or_else(|e| panic!("seed {seed} cut {k} mode {mode}: {e:?}"))
+            {
                 restore::restore(&mut r, &log, &mut ()).unwrap();
             }
             assert_eq!(
@@ -290,7 +292,9 @@ fn hazardous_logs_need_and_get_fences() {
                     data: crash_state(&img.data, &ops, k, &mut keep),
                     ops: vec![],
                 };
-                if let Some(log) = restore::validate(&mut r).expect("valid after a cut") {
+                if let Some(log) = restore::validate(&mut r)
+                    .unwrap_or_else(|e| panic!("seed {seed} cut {k} mode {mode}: {e:?}"))
+                {
                     restore::restore(&mut r, &log, &mut ()).unwrap();
                 }
                 for b in (0..img.blocks).filter(|b| compared(*b)) {

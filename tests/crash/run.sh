@@ -31,17 +31,29 @@ tool=target/release/bow-crash
 start=$(date +%s)
 : > "$out/report.jsonl"
 status=0
+# fail_row <label> <why>: a case with nothing replayed, one failed row.
+fail_row() {
+    python3 -c 'import json, sys; print(json.dumps({"label": sys.argv[1], "entries": 0, "phases": [], "failures": [sys.argv[1] + ": " + sys.argv[2]]}))' \
+        "$1" "$2" >> "$out/report.jsonl"
+    status=1
+}
 for slot in 0 1 2 3 4 5 6 7 8; do
     meta=$(dd if="$img" bs=1M skip=$(( 2560 + slot )) count=1 2>/dev/null | tr -d '\0')
-    [ -n "$meta" ] || continue
+    # The scenario records slots 0-8 in order; a slot without a record is a
+    # case that was never recorded (the scenario stopped early): a failure.
+    if [ -z "$meta" ]; then
+        fail_row "slot $slot" "no recording (the crash scenario did not record this case)"
+        continue
+    fi
     get() { printf '%s\n' "$meta" | sed -n "s/^$1=//p"; }
     label=$(get label)
-    printf '%s\n' "$meta" | grep -q '^end$' || { echo "FAILED: $label: incomplete record" >&2; status=1; continue; }
+    printf '%s\n' "$meta" | grep -q '^end$' || { fail_row "$label" "incomplete record"; continue; }
     dir=$out/$label
     mkdir -p "$dir"
     printf '%s\n' "$meta" | grep -v '^free=' > "$dir/meta"
     get free > "$dir/free"
     dd if="$img" of="$dir/base.img" bs=1M skip=$(( 1280 + slot * 64 )) count="$(get mib)" 2>/dev/null
+    dd if="$img" of="$dir/ref.img" bs=1M skip=$(( 2592 + slot * 48 )) count="$(get mib)" 2>/dev/null
     if [ "$(get commit)" = 1 ]; then
         dd if="$img" of="$dir/view.img" bs=1M skip=$(( 1920 + slot * 64 )) count="$(get mib)" 2>/dev/null
     fi
@@ -50,11 +62,18 @@ for slot in 0 1 2 3 4 5 6 7 8; do
     # the removal completes (the log's super block bounds the entries).
     dd if="$img" of="$dir/log.bin" bs=1M skip=$(( slot * 128 )) count=128 conv=sparse 2>/dev/null
     log "crash states of $label"
+    # A case that cannot be loaded (a missing mark, say) is one failed row.
     if ! "$tool" run "$dir" --fs "$(get fs)" --limit "$limit" --subsets "$subsets" \
             --fsck-every "$fsck_every" --seed "$seed" --bowctl target/release/bowctl \
-            >> "$out/report.jsonl"; then
+            > "$dir/report.json" 2> "$dir/stderr"; then
         status=1
     fi
+    if [ -s "$dir/report.json" ]; then
+        cat "$dir/report.json" >> "$out/report.jsonl"
+    else
+        fail_row "$label" "not replayed: $(tail -1 "$dir/stderr")"
+    fi
+    cat "$dir/stderr" >&2
 done
 [ -s "$out/report.jsonl" ] || die "no cases recorded"
 secs=$(( $(date +%s) - start ))
@@ -64,8 +83,16 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print(f"{'case':<16} {'phase':<8} {'entries':>8} {'tried':>6} {'passed':>6} {'failed':>6} {'no log':>6} {'fsck':>9} {'bowctl':>6} {'files':>5}")
 t = p = f = rows_n = bad_rows = 0
 for r in rows:
+    if not r["phases"]:
+        # A case that was not recorded or could not be replayed: one failed row.
+        print(f"{r['label']:<16} {'-':<8} {r['entries']:>8} {0:>6} {0:>6} {1:>6}")
+        rows_n += 1; bad_rows += 1; f += 1
     for ph in r["phases"]:
         failed = ph['failed'] + ph['fsck_failed']
+        # A phase in which no state was tried checked nothing: a failure.
+        if ph['tried'] == 0:
+            failed += 1
+            r["failures"].append(f"{r['label']}: phase {ph['phase']}: no crash state tried")
         print(f"{r['label']:<16} {ph['phase']:<8} {r['entries']:>8} {ph['tried']:>6} {ph['passed']:>6} {failed:>6} {ph['no_log']:>6} {ph['fsck_runs'] - ph['fsck_failed']:>4}/{ph['fsck_runs']:<4} {ph['bowctl_runs']:>6} {ph['files_compared']:>5}")
         t += ph["tried"]; p += ph["passed"] - ph["fsck_failed"]; f += failed
         rows_n += 1; bad_rows += failed > 0

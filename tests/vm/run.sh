@@ -175,7 +175,8 @@ for s in "${scenarios[@]}"; do
             [ "$verdict" = ok ] && v=pass || v=fail
             printf 'check\t%s: %s\t%s\n' "$s" "$what" "$v"
         done >> "$results"
-    echo "$(tr a-z A-Z <<<"$r"): scenario $s (rc=$rc)"
+    secs=$(grep -a -o "BOW-SCENARIO-END $s rc=[0-9]* secs=[0-9]*" "$console" | tail -1 | sed 's/.*secs=//' || true)
+    echo "$(tr a-z A-Z <<<"$r"): scenario $s (rc=$rc${secs:+, $secs s of ${limit[$s]} s})"
     tr -d '\r' < "$console" | sed -n "/^BOW-SCENARIO-START $s\$/,/^BOW-SCENARIO-END $s /p" | grep -a "BOW-CHECK FAIL" \
         | sed 's/^/    /' | head -50 || true
 done

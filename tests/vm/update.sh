@@ -28,7 +28,7 @@ for stage in 1 2 3 4 5 6; do
     if bash "$BOW_ROOT/tests/vm/run.sh" "${build[@]}" --disks "$disks" "update:$stage" > "$out/boot$stage.run" 2>&1; then rc=0; else rc=$?; fi
     build=(--no-build)
     cp "$BOW_ROOT/target/vm/last/console.log" "$out/boot$stage.console.log" 2>/dev/null || true
-    sed "s/^scenario\tupdate:$stage/scenario\tupdate boot $stage/; s/^check\tupdate:$stage:/check\tupdate boot $stage:/" \
+    sed "s/^scenario\tupdate:$stage/scenario\tupdate boot $stage/; s/^check\tupdate:$stage:/check\tupdate boot $stage:/; s/^notrun\tupdate:$stage/notrun\tupdate boot $stage/" \
         "$BOW_ROOT/target/vm/last/results.tsv" 2>/dev/null | grep -v '^kunit' >> "$out/results.tsv" || true
     if [ "$narrate" = 1 ]; then
         tr -d '\r' < "$out/boot$stage.console.log" \
@@ -40,6 +40,9 @@ for stage in 1 2 3 4 5 6; do
         grep -E '^(FAIL|TIMEOUT|PASS)' "$out/boot$stage.run" >&2 || tail -5 "$out/boot$stage.run" >&2
         echo "FAILED: update boot $stage (run.sh exited $rc); later boots not run" >&2
         printf 'check\tupdate boot %s: run.sh exited %s\tfail\n' "$stage" "$rc" >> "$out/results.tsv"
+        for later in $(seq $((stage + 1)) 6); do
+            printf 'notrun\tupdate boot %s\t%s\n' "$later" "$(expected_checks "update:$later")" >> "$out/results.tsv"
+        done
         status=1
         break
     fi

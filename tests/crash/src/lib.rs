@@ -28,6 +28,9 @@ pub struct Case {
     pub bs: u32,
     /// The disk when recording began.
     pub base: Vec<u8>,
+    /// The disk below, read in the VM with the filesystem frozen just before
+    /// the checkpoint (`ref.img`), apart from the recording.
+    pub reference: Vec<u8>,
     /// The recording.
     pub log: Vec<u8>,
     /// Its entries.
@@ -60,6 +63,7 @@ impl Case {
         let bs: u32 = get("bs")?.parse()?;
         let label = get("label")?;
         let base = read("base.img")?;
+        let reference = read("ref.img")?;
         let log = read("log.bin")?;
         let entries = logwrites::parse(&log).with_context(|| format!("{label}: log.bin"))?;
         let blocks = base.len() / bs as usize;
@@ -76,24 +80,28 @@ impl Case {
         let pre =
             logwrites::find_mark(&entries, "pre-checkpoint").context("no pre-checkpoint mark")?;
         let ckpt = logwrites::find_mark(&entries, "checkpoint").context("no checkpoint mark")?;
-        let commit = match (
-            logwrites::find_mark(&entries, "pre-commit"),
-            logwrites::find_mark(&entries, "commit"),
-        ) {
-            (Some(a), Some(b)) => Some((a, b, read("view.img")?)),
-            _ => None,
+        // The scenario says which phases it recorded; a missing mark is an
+        // error, never a phase dropped without a word.
+        let marks = |a: &str, b: &str| -> Result<(usize, usize)> {
+            let a = logwrites::find_mark(&entries, a)
+                .with_context(|| format!("{label}: no {a} mark in the recording"))?;
+            let b = logwrites::find_mark(&entries, b)
+                .with_context(|| format!("{label}: no {b} mark in the recording"))?;
+            Ok((a, b))
         };
-        let rollback = match (
-            logwrites::find_mark(&entries, "pre-restore"),
-            logwrites::find_mark(&entries, "restore"),
-        ) {
-            (Some(a), Some(b)) => Some((a, b)),
-            _ => None,
+        let (commit, rollback) = match get("commit")?.as_str() {
+            "1" => {
+                let (a, b) = marks("pre-commit", "commit")?;
+                (Some((a, b, read("view.img")?)), None)
+            }
+            "0" => (None, Some(marks("pre-restore", "restore")?)),
+            other => anyhow::bail!("{label}: meta has commit={other}"),
         };
         Ok(Self {
             label,
             bs,
             base,
+            reference,
             log,
             entries,
             free,
@@ -301,6 +309,85 @@ impl Drop for Mirror {
 
 thread_local! {
     static MIRROR: std::cell::RefCell<Option<Mirror>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The blocks (of `bs` bytes) that the filesystem in `img` itself lists as
+/// free: ext4's block bitmaps (`dumpe2fs`), XFS's free-space btrees
+/// (`xfs_db freesp -d`), as they are on disk.
+pub fn fs_free(fs: &str, img: &[u8], bs: u32, tag: &str) -> Result<Vec<bool>> {
+    let p = scratch(&format!("{tag}.freesp.img"));
+    std::fs::write(&p, img)?;
+    let run = |cmd: &mut Command| -> Result<String> {
+        let out = cmd.output().context("running the filesystem's tools")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let mut free = vec![false; img.len() / bs as usize];
+    let mut mark = |first: u64, len: u64, fsb: u64| -> Result<()> {
+        anyhow::ensure!(
+            fsb == u64::from(bs),
+            "filesystem block size {fsb}, target's {bs}"
+        );
+        for b in first..first + len {
+            *free
+                .get_mut(b as usize)
+                .with_context(|| format!("free block {b} beyond the image"))? = true;
+        }
+        Ok(())
+    };
+    let r = (|| {
+        match fs {
+            "xfs" => {
+                let sb = run(Command::new("xfs_db")
+                    .args(["-r", "-c", "sb 0", "-c", "p agblocks blocksize"])
+                    .arg(&p))?;
+                let field = |k: &str| -> Result<u64> {
+                    sb.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{k} = ")))
+                        .with_context(|| format!("xfs_db printed no {k}"))?
+                        .trim()
+                        .parse()
+                        .context(k.to_owned())
+                };
+                let (agblocks, fsb) = (field("agblocks")?, field("blocksize")?);
+                let out = run(Command::new("xfs_db")
+                    .args(["-r", "-c", "freesp -d"])
+                    .arg(&p))?;
+                for l in out.lines() {
+                    let v: Vec<u64> = l.split_whitespace().map_while(|w| w.parse().ok()).collect();
+                    if let [agno, agbno, len] = v[..] {
+                        if l.split_whitespace().count() == 3 {
+                            mark(agno * agblocks + agbno, len, fsb)?;
+                        }
+                    }
+                }
+            }
+            _ => {
+                let out = run(Command::new("dumpe2fs").arg(&p))?;
+                let fsb: u64 = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Block size:"))
+                    .context("dumpe2fs printed no block size")?
+                    .trim()
+                    .parse()?;
+                // Per group, indented: "  Free blocks: 1807-12287, 12300".
+                for l in out.lines().filter_map(|l| l.strip_prefix("  Free blocks:")) {
+                    for r in l.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                        let (a, b) = r.split_once('-').unwrap_or((r, r));
+                        let (a, b): (u64, u64) = (a.parse()?, b.parse()?);
+                        mark(a, b + 1 - a, fsb)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&p);
+    r.map(|()| free)
 }
 
 /// The files of an ext4 image, read without mounting (`debugfs rdump`):
@@ -532,25 +619,51 @@ pub enum Expect<'a> {
     /// During a commit: the checkpoint image while the log is still there,
     /// else (the commit is durable) exactly the committed view, every block.
     CheckpointOrCommitted(&'a [u8], &'a [u8]),
-    /// After the commit: never a log again.
-    NoLog,
+    /// After the commit (entry `from` on): never a log again, and every
+    /// block no write since then touched holds the committed view.
+    Committed { view: &'a [u8], from: usize },
 }
 
-/// Restores the crash image `img` with `r` and checks it against `want`.
+/// Restores the crash image `img` of a cut after `k` entries with `r` and
+/// checks it against `want`.
 pub fn check(
     case: &Case,
     want: Expect<'_>,
+    k: usize,
     mut img: Vec<u8>,
     r: &Restorer,
     tag: &str,
 ) -> (Verdict, Vec<u8>) {
+    let bs = case.bs as usize;
     let v = match r.restore(&mut img, tag) {
         Err(e) => Verdict::Fail(format!("restore refused or failed: {e}")),
         Ok(o) => match (want, o) {
-            (Expect::NoLog, Outcome::Restored) => {
+            (Expect::Committed { .. }, Outcome::Restored) => {
                 Verdict::Fail("a log came back after the commit".into())
             }
-            (Expect::NoLog, Outcome::NoLog) => Verdict::Pass(o),
+            (Expect::Committed { view, from }, Outcome::NoLog) => {
+                // Blocks written since the commit may hold either version,
+                // as may those of writes before it not yet flushed at the cut.
+                let from = from.min(case.last_flush_before(k));
+                let mut touched = vec![false; img.len() / bs];
+                for e in case.entries[from..k].iter().filter(|e| e.is_write()) {
+                    let (a, b) = (
+                        e.offset as usize / bs,
+                        (e.offset + e.len).div_ceil(bs as u64) as usize,
+                    );
+                    for t in touched.iter_mut().take(b).skip(a) {
+                        *t = true;
+                    }
+                }
+                match (0..touched.len()).find(|&b| {
+                    !touched[b] && img[b * bs..(b + 1) * bs] != view[b * bs..(b + 1) * bs]
+                }) {
+                    Some(b) => Verdict::Fail(format!(
+                        "block {b}, untouched since the commit, differs from the committed view"
+                    )),
+                    None => Verdict::Pass(o),
+                }
+            }
             (Expect::CheckpointOrCommitted(_, view), Outcome::NoLog) => {
                 match (0..img.len() / case.bs as usize).find(|&b| {
                     let r = b * case.bs as usize..(b + 1) * case.bs as usize;

@@ -3,7 +3,8 @@
 
 use anyhow::{Context, Result};
 use bow_crash::{
-    check, ext4_files, files_diff, plan, Builder, Case, Expect, Outcome, Restorer, State, Verdict,
+    check, ext4_files, files_diff, fs_free, plan, Builder, Case, Expect, Outcome, Restorer, State,
+    Verdict,
 };
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -181,7 +182,7 @@ fn phases<'a>(
                 *c,
                 Expect::CheckpointOrCommitted(ckpt_image, view),
             ));
-            phases.push(("state 2", *c + 1, end, Expect::NoLog));
+            phases.push(("state 2", *c + 1, end, Expect::Committed { view, from: *c }));
         }
     }
     phases
@@ -193,8 +194,30 @@ fn run_case(dir: &Path, o: &RunOpts) -> Result<Report> {
     let (fs, bowctl) = (o.fs.as_deref(), o.bowctl.as_deref());
     let t0 = Instant::now();
     let case = Case::load(dir)?;
-    // The checkpoint image: the frozen filesystem just before state 1.
+    // The checkpoint image: the frozen filesystem just before state 1,
+    // rebuilt from the recording, and the same read below in the VM.
     let ckpt_image = case.prefix(case.pre);
+    if let Some(b) = (0..case.free.len()).find(|&b| {
+        let r = b * case.bs as usize..(b + 1) * case.bs as usize;
+        case.reference.get(r.clone()) != ckpt_image.get(r)
+    }) {
+        anyhow::bail!(
+            "{}: the checkpoint image rebuilt from the recording differs from the disk read below it at block {b}",
+            case.label
+        );
+    }
+    // The target's free map against the filesystem's own free list: a block
+    // in use that the target took for free would lose its backup and its
+    // comparison at once.
+    if let Some(fs) = fs {
+        let fsfree = fs_free(fs, &case.reference, case.bs, &case.label)?;
+        if let Some(b) = (0..case.free.len()).find(|&b| case.free[b] && !fsfree[b]) {
+            anyhow::bail!(
+                "{}: the target's free map names block {b} free at checkpoint; the filesystem ({fs}) uses it",
+                case.label
+            );
+        }
+    }
     let baseline = match fs {
         Some(fs) if fsck_every > 0 => Some(fsck(fs, &ckpt_image, &case.label, 99)?),
         _ => None,
@@ -252,7 +275,7 @@ fn run_case(dir: &Path, o: &RunOpts) -> Result<Report> {
                             if matches!(restorer, Restorer::Bowctl(_)) {
                                 r.bowctl_runs += 1;
                             }
-                            let (v, restored) = check(case, want, img, restorer, &tag);
+                            let (v, restored) = check(case, want, s.k, img, restorer, &tag);
                             let v = match (v, by_binary) {
                                 (Verdict::Pass(_), Some(Err(e))) => Verdict::Fail(format!("bowctl restore failed where the shared code passed: {e}")),
                                 (Verdict::Pass(_), Some(Ok(img))) if img != restored => Verdict::Fail("bowctl restore's result differs from the shared code's".into()),
@@ -358,7 +381,7 @@ fn main() -> ExitCode {
                 .find(|(_, from, to, _)| (*from..=*to).contains(&state.k))
                 .map_or(Expect::Checkpoint(&ckpt_image), |(.., want)| want);
             let r = bowctl.map_or(Restorer::InProcess, Restorer::Bowctl);
-            let (v, _) = check(&c, want, img, &r, "state");
+            let (v, _) = check(&c, want, state.k, img, &r, "state");
             Ok(match v {
                 Verdict::Pass(o) => {
                     println!("{}: state {state}: pass ({o:?})", c.label);

@@ -17,6 +17,8 @@
 #   slot i base:  1280 MiB + i * 64 MiB
 #   slot i view:  1920 MiB + i * 64 MiB (commit runs)
 #   slot i meta:  2560 MiB + i MiB, text (label, fs, bs, seed, free map)
+#   slot i ref:   2592 MiB + i * 48 MiB (the disk below, frozen, just
+#                 before the checkpoint)
 . /tests/lib.sh
 DISK=/dev/vda REC=/dev/vdd
 MIB=48
@@ -29,14 +31,19 @@ insmod /lib/modules/dm-bow.ko || { fail insmod; finish; }
 # Deterministic data: the same seed gives the same bytes.
 data() { yes "$SEED:$1" | head -c "$2"; }
 
-# A tiny LCG, so the workloads are reproducible from the seed.
-R=$SEED
-rand() { R=$(( (R * 1103515245 + 12345) % 2147483648 )); echo $(( R % $1 )); }
+# A tiny LCG, so the workloads are reproducible from the seed. "rand N" sets
+# RV in [0, N) in this shell: no command substitution, whose subshell would
+# neither advance R nor come cheap (each fork costs much under TCG).
+R=$SEED RV=0
+rand() { R=$(( (R * 1103515245 + 12345) % 2147483648 )); RV=$(( R % $1 )); }
 
 populate_seeded() {
     local d=$1 i
     mkdir -p $d/dir
-    for i in $(seq 1 40); do data f$i $(( ($(rand 16) + 1) * 4096 + $(rand 4096) )) > $d/dir/f$i; done
+    for i in $(seq 1 40); do
+        rand 16; n=$(( (RV + 1) * 4096 )); rand 4096
+        data f$i $(( n + RV )) > $d/dir/f$i
+    done
     data big 4194304 > $d/big
     data big2 2097152 > $d/big2
 }
@@ -46,7 +53,7 @@ wl_create() {
     local i
     mkdir -p /mnt/a/new
     for i in $(seq 1 90); do
-        data n$i $(( ($(rand 8) + 1) * 4096 )) > /mnt/a/new/n$i
+        rand 8; data n$i $(( (RV + 1) * 4096 )) > /mnt/a/new/n$i
         [ $(( i % 3 )) = 0 ] && sync /mnt/a/new/n$i
     done
     sync
@@ -54,22 +61,23 @@ wl_create() {
 wl_overwrite() {
     local i f
     for i in $(seq 1 100); do
-        f=/mnt/a/dir/f$(( $(rand 40) + 1 ))
-        data o$i $(( $(rand 3) * 4096 + 512 )) | dd of=$f bs=512 seek=$(rand 16) conv=notrunc 2>/dev/null
+        rand 40; f=/mnt/a/dir/f$(( RV + 1 ))
+        rand 3; n=$(( RV * 4096 + 512 )); rand 16
+        data o$i $n | dd of=$f bs=512 seek=$RV conv=notrunc 2>/dev/null
         [ $(( i % 4 )) = 0 ] && sync $f
     done
-    data obig 1048576 | dd of=/mnt/a/big bs=4096 seek=$(( $(rand 700) )) conv=notrunc 2>/dev/null
+    rand 700; data obig 1048576 | dd of=/mnt/a/big bs=4096 seek=$RV conv=notrunc 2>/dev/null
     sync
 }
 wl_mix() {
     local i r
     for r in 1 2 3; do
-        for i in $(seq 1 12); do data a$r$i $(( $(rand 3) * 4096 + 100 )) >> /mnt/a/dir/f$(( (i + r * 7) % 40 + 1 )); done
+        for i in $(seq 1 12); do rand 3; data a$r$i $(( RV * 4096 + 100 )) >> /mnt/a/dir/f$(( (i + r * 7) % 40 + 1 )); done
         sync
     done
-    for i in $(seq 1 12); do data a$i $(( $(rand 3) * 4096 + 100 )) >> /mnt/a/dir/f$i; done
+    for i in $(seq 1 12); do rand 3; data a$i $(( RV * 4096 + 100 )) >> /mnt/a/dir/f$i; done
     sync /mnt/a/dir/f1
-    for i in $(seq 13 18); do truncate -s $(( $(rand 4) * 4096 )) /mnt/a/dir/f$i 2>/dev/null || : > /mnt/a/dir/f$i; done
+    for i in $(seq 13 18); do rand 4; truncate -s $(( RV * 4096 )) /mnt/a/dir/f$i 2>/dev/null || : > /mnt/a/dir/f$i; done
     rm -f /mnt/a/dir/f19 /mnt/a/dir/f20 /mnt/a/dir/f21
     mv /mnt/a/dir/f22 /mnt/a/dir/renamed
     mv /mnt/a/dir/f23 /mnt/a/moved
@@ -94,13 +102,24 @@ for run in ext4:create ext4:overwrite ext4:mix ext4:large xfs:create xfs:overwri
         fs=${run%:*} wl=${run#*:} commit=0
         [ $wl = commit ] && wl=mix commit=1
         label=$fs-${run#*:}
+        # Each filesystem is made and populated once (seeded), kept in
+        # /tmp, and copied onto the disk for each of its cases: populating
+        # is most of a case's time under TCG, and the workloads differ.
+        if [ ! -f /tmp/base-$fs.img ]; then
+            R=$(( SEED * 7919 ))
+            dd if=/dev/zero of=$DISK bs=1M count=$MIB oflag=direct 2>/dev/null
+            case $fs in
+                ext4) check "$label: mkfs" mkfs.ext4 -q -F -b 4096 $DISK ${MIB}M ;;
+                xfs) check "$label: mkfs" mkfs.xfs -q -f -b size=4096 -s size=4096 -d size=${MIB}m $DISK ;;
+            esac
+            check "$label: populate" sh -c "mount $DISK /mnt/a" && populate_seeded /mnt/a && umount /mnt/a
+            check "$label: keep the populated $fs" \
+                dd if=$DISK of=/tmp/base-$fs.img bs=1M count=$MIB iflag=direct 2>/dev/null
+        else
+            check "$label: the populated $fs onto the disk" \
+                dd if=/tmp/base-$fs.img of=$DISK bs=1M oflag=direct 2>/dev/null
+        fi
         R=$(( SEED * 7919 + slot ))
-        dd if=/dev/zero of=$DISK bs=1M count=$MIB oflag=direct 2>/dev/null
-        case $fs in
-            ext4) check "$label: mkfs" mkfs.ext4 -q -F -b 4096 $DISK ${MIB}M ;;
-            xfs) check "$label: mkfs" mkfs.xfs -q -f -b size=4096 -s size=4096 -d size=${MIB}m $DISK ;;
-        esac
-        check "$label: populate" sh -c "mount $DISK /mnt/a" && populate_seeded /mnt/a && umount /mnt/a
         dd if=$DISK of=$REC bs=1M count=$MIB seek=$(( 1280 + slot * 64 )) iflag=direct oflag=direct 2>/dev/null
         dmsetup create lwlog --table "0 $(( 128 * 2048 )) linear $REC $(( slot * 128 * 2048 ))"
         dd if=/dev/zero of=/dev/mapper/lwlog bs=4096 count=1 oflag=direct 2>/dev/null
@@ -113,9 +132,14 @@ for run in ext4:create ext4:overwrite ext4:mix ext4:large xfs:create xfs:overwri
         # dm-log-writes logs a completed write only at the next flush: flush
         # (fsync of the device) so everything the freeze wrote is before the mark.
         dd if=/dev/null of=/dev/mapper/cb conv=fsync 2>/dev/null
-        dmsetup message lw 0 mark pre-checkpoint
+        # The checkpoint image as the disk below holds it, read now, apart
+        # from the recording: the host checks the image it rebuilds from the
+        # recording against it.
+        check "$label: the frozen disk below, before the checkpoint" \
+            dd if=$DISK of=$REC bs=1M count=$MIB seek=$(( 2592 + slot * 48 )) iflag=direct oflag=direct 2>/dev/null
+        check "$label: mark pre-checkpoint" dmsetup message lw 0 mark pre-checkpoint
         check "$label: checkpoint" sh -c "echo 1 > $(bow_sysfs cb)/state"
-        dmsetup message lw 0 mark checkpoint
+        check "$label: mark checkpoint" dmsetup message lw 0 mark checkpoint
         dmsetup message cb 0 free_map > /tmp/free
         fsfreeze --unfreeze /mnt/a
         t0=$(awk '{print int($1)}' /proc/uptime)
@@ -124,9 +148,9 @@ for run in ext4:create ext4:overwrite ext4:mix ext4:large xfs:create xfs:overwri
             fsfreeze --freeze /mnt/a
             dd if=/dev/null of=/dev/mapper/cb conv=fsync 2>/dev/null
             dd if=/dev/mapper/cb of=$REC bs=1M count=$MIB seek=$(( 1920 + slot * 64 )) iflag=direct oflag=direct 2>/dev/null
-            dmsetup message lw 0 mark pre-commit
+            check "$label: mark pre-commit" dmsetup message lw 0 mark pre-commit
             check "$label: commit" sh -c "echo 2 > $(bow_sysfs cb)/state"
-            dmsetup message lw 0 mark commit
+            check "$label: mark commit" dmsetup message lw 0 mark commit
             fsfreeze --unfreeze /mnt/a
             data after 262144 > /mnt/a/after
             sync
@@ -138,10 +162,10 @@ for run in ext4:create ext4:overwrite ext4:mix ext4:large xfs:create xfs:overwri
             # The restore phase: bowctl's own writes, flushes and FUAs, recorded
             # the same way, so the host can cut the restore at every point.
             dd if=/dev/null of=/dev/mapper/lw conv=fsync 2>/dev/null
-            dmsetup message lw 0 mark pre-restore
+            check "$label: mark pre-restore" dmsetup message lw 0 mark pre-restore
             check "$label: bowctl restore (recorded)" sh -c "bowctl restore /dev/mapper/lw > /dev/null"
             dd if=/dev/null of=/dev/mapper/lw conv=fsync 2>/dev/null
-            dmsetup message lw 0 mark restore
+            check "$label: mark restore" dmsetup message lw 0 mark restore
             check "$label: no log after restore" sh -c "bowctl inspect /dev/mapper/lw | grep -q 'no checkpoint'"
         fi
         entries=$(dmsetup status lw | awk '{print $4}')
