@@ -35,15 +35,18 @@ kernel_src() { printf '%s/src-%s' "$BOW_CACHE" "$(kernel_version)"; }
 kernel_build() { printf '%s/kbuild-%s' "$BOW_CACHE" "$(kernel_key)"; }
 
 # expected_checks <scenario[:arg]>: the checks the VM scenario makes at least
-# when it runs to its end, from its "# checks: N" line (or, for one argument,
-# "# checks <arg>: N"); 1 when it names none. A scenario cut short, or a boot
+# when it runs to its end, from its "# checks: N" line (with an argument, from
+# its "# checks <arg>: N" line); 0 when it names none (unknown: then a cut
+# short scenario counts one check not run). A scenario cut short, or a boot
 # never made, is reported as that many checks not run.
 expected_checks() {
     local name=${1%%:*} arg="" f n
     [ "$name" != "$1" ] && arg=${1#*:}
     f=$BOW_ROOT/tests/vm/scenarios/$name.sh
-    n=""
-    [ -n "$arg" ] && n=$(sed -n "s/^# checks $arg: *\([0-9]*\).*/\1/p" "$f" 2>/dev/null | head -1)
-    [ -n "$n" ] || n=$(sed -n 's/^# checks: *\([0-9]*\).*/\1/p' "$f" 2>/dev/null | head -1)
-    echo "${n:-1}"
+    if [ -n "$arg" ]; then
+        n=$(sed -n "s/^# checks $arg: *\([0-9]*\).*/\1/p" "$f" 2>/dev/null | head -1)
+    else
+        n=$(sed -n 's/^# checks: *\([0-9]*\).*/\1/p' "$f" 2>/dev/null | head -1)
+    fi
+    echo "${n:-0}"
 }

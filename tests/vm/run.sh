@@ -176,6 +176,17 @@ for s in "${scenarios[@]}"; do
             printf 'check\t%s: %s\t%s\n' "$s" "$what" "$v"
         done >> "$results"
     secs=$(grep -a -o "BOW-SCENARIO-END $s rc=[0-9]* secs=[0-9]*" "$console" | tail -1 | sed 's/.*secs=//' || true)
+    # Checks made against the checks the scenario makes when it runs to its
+    # end: a finished scenario that made fewer dropped some without a word;
+    # one cut short leaves the rest not run.
+    made=$(tr -d '\r' < "$console" | sed -n "/^BOW-SCENARIO-START $s\$/,/^BOW-SCENARIO-END $s /p" | grep -a -c '^BOW-CHECK ' || true)
+    want=$(expected_checks "$s")
+    if [ "$rc" = "none (did not finish)" ]; then
+        printf 'notrun\t%s\t%s\n' "$s" $(( want > made ? want - made : 1 )) >> "$results"
+    elif [ "$want" -gt 0 ] && [ "$made" -lt "$want" ]; then
+        printf 'check\t%s: made only %s of its %s checks\tfail\n' "$s" "$made" "$want" >> "$results"
+        r=fail status=1
+    fi
     echo "$(tr a-z A-Z <<<"$r"): scenario $s (rc=$rc${secs:+, $secs s of ${limit[$s]} s})"
     tr -d '\r' < "$console" | sed -n "/^BOW-SCENARIO-START $s\$/,/^BOW-SCENARIO-END $s /p" | grep -a "BOW-CHECK FAIL" \
         | sed 's/^/    /' | head -50 || true

@@ -1,4 +1,5 @@
 # timeout: 1500
+# checks: 31
 # dm-bow against dm-linear and a persistent dm-snapshot (4 KiB chunks, COW on
 # a second disk of the same kind), side by side in one boot, with the same
 # fio jobs (4 KiB random writes, O_DIRECT, libaio, default submission).

@@ -1,4 +1,5 @@
 # timeout: 400
+# checks: 31
 # Commit on ext4: checkpoint, change files, commit (by message); block 0 is
 # back in place on disk, the device below reads the same as through bow,
 # writes and discards pass straight through (write amplification 1.000), the

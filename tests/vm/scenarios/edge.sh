@@ -1,4 +1,5 @@
 # timeout: 900
+# checks: 47
 # Edge cases of the map path:
 #   0. reads in state 0 pass through and leave free space free;
 #   1. held bios: map()'s non-sleeping allocations are made to fail (the

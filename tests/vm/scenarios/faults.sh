@@ -1,4 +1,5 @@
 # timeout: 400
+# checks: 20
 # Faults below the target in state 1 (issue 5): the disk under bow fails the
 # backup copy, the log write, or the user's own write. The error must reach
 # the writer, nothing may hang or splat, and afterwards the rollback must

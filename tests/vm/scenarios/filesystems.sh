@@ -1,4 +1,5 @@
 # timeout: 1200
+# checks: 105
 # The checkpoint round trip (see roundtrip in lib.sh) on ext4 with 4 KiB and
 # 1 KiB blocks, xfs and vfat, with and without block_size:4096.
 . /tests/lib.sh

@@ -1,4 +1,5 @@
 # timeout: 900
+# checks: 84
 # The update lifecycle's corner cases in one boot (issue 6): bowctl start,
 # boot, commit, abort and health, through the example init scripts where an
 # init would use them. A "reboot" here is an unmount and the removal of the

@@ -1,4 +1,5 @@
-# timeout: 1500
+# timeout: 2100
+# checks: 553
 # State changes on a live, busy filesystem, as Android's vold makes them:
 # FITRIM on the mounted filesystem, then `1` into sysfs (or the checkpoint
 # message) and, three seconds later, `2` (or the commit message), while

@@ -1,4 +1,5 @@
 # timeout: 900
+# checks: 35
 # Raw-device behaviour with block_size:4096 on 32 MiB: exact free-space
 # accounting with merged discards, write amplification for each kind of
 # write (first overwrites at QD1 and QD16, rewrites, writes into free space),

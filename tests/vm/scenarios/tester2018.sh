@@ -1,4 +1,5 @@
 # timeout: 300
+# checks: 17
 # The 2018 tester's report, exactly: a 64 MiB ext4 device under bow, mounted
 # read-only, fstrim, echo 1 > state. It crashed Android's prototype. Here the
 # state must change with nothing in the console, and the device must work

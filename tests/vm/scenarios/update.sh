@@ -1,5 +1,11 @@
 # timeout: 400
 # multiboot: one stage per boot of the same disks, driven by tests/vm/update.sh
+# checks 1: 2
+# checks 2: 3
+# checks 3: 5
+# checks 4: 8
+# checks 5: 7
+# checks 6: 5
 # The README's demo: an A/B update on top of user data, across six boots.
 # Every boot runs the example init scripts (examples/init) as an init would:
 # bow-update.sh when an update is installed, bow-boot.sh at every boot,

@@ -1,4 +1,5 @@
 # timeout: 600
+# checks: 14
 # Rollback of XFS when its newest metadata sits in space trimmed before the
 # checkpoint. The directory's blocks are allocated in trimmed space and
 # logged (sync forces the log) but not yet written in place when the
