@@ -1,4 +1,5 @@
 # timeout: 1800
+# checks: 138
 # Records what bow sends to its disk for the crash campaign (spec 7, issue 5).
 # For each filesystem and workload: the disk as it was (base image), then
 # dm-log-writes below bow records every write, flush and FUA from the mount
