@@ -105,7 +105,8 @@ roundtrip() {
     dd if=/dev/zero of=$DISK bs=1M count=$MIB oflag=direct conv=notrunc 2>/dev/null
     if ! dmsetup create rt --table "0 $len bow $DISK $TABLE_OPTS"; then fail "$label: create"; return; fi
     dev=$(dm_dev rt); sys=$(bow_sysfs rt)
-    check "$label: mkfs" "$@" "$dev" >/dev/null
+    # The redirection goes inside: on `check` it would swallow the verdict.
+    check "$label: mkfs" sh -c '"$@" > /dev/null' mkfs "$@" "$dev"
     check "$label: mount" mount "$dev" /mnt/a
     populate /mnt/a 30
     sync

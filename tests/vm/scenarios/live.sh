@@ -1,5 +1,5 @@
 # timeout: 2100
-# checks: 553
+# checks: 333
 # State changes on a live, busy filesystem, as Android's vold makes them:
 # FITRIM on the mounted filesystem, then `1` into sysfs (or the checkpoint
 # message) and, three seconds later, `2` (or the commit message), while
@@ -21,10 +21,10 @@
 # bow device from 1 MiB on, so block 0 of the bow device is the block-0
 # writer's alone.
 #
-# usage: live.sh [ROUNDS-PER-FILESYSTEM (20)[-FILESYSTEM]]  (e.g. live:40-xfs;
+# usage: live.sh [ROUNDS-PER-FILESYSTEM (12)[-FILESYSTEM]]  (e.g. live:40-xfs;
 # both ext4 and xfs by default)
 . /tests/lib.sh
-ROUNDS=${1:-20}
+ROUNDS=${1:-12}
 FSES="ext4 xfs"
 case $ROUNDS in *-*) FSES=${ROUNDS#*-} ROUNDS=${ROUNDS%%-*} ;; esac
 DISK=/dev/vda
