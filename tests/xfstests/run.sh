@@ -37,10 +37,17 @@
 # <test><TAB>pass|fail), notrun.tsv (<fs> <mode> <test><TAB>reason), and per
 # section the console log and xfstests' results directory.
 # The last line is "xfstests: N passed, N failed, N notrun".
-# Exit status: 1 when a test that passes on dm-linear fails (or is notrun) on
-# dm-bow with the same filesystem, when the console shows a kernel report (BUG, WARNING,
-# Oops, KASAN, lockdep, hung task) or when a section does not finish; 0
-# otherwise (also when xfstests is not run); 2 for bad usage.
+# Per section, besides one row per test: check-exit (./check's exit status
+# is 0), xt-test-status and xt-scratch-status (each target after check is in
+# the section's state) and console-clean. Every test asked for must end as
+# pass, fail or notrun with a reason; one without a verdict (check did not
+# run it, the guest died) is a failure. Tests notrun are one
+# "notrun<TAB>...<TAB>N" row, which the test command counts as not run.
+# Exit status: 1 when any row failed, including a test that passes on
+# dm-linear and fails (or is notrun) on dm-bow with the same filesystem, a
+# kernel report on the console (BUG, WARNING, Oops, KASAN, lockdep, hung
+# task) or a section that does not finish; 0 otherwise (also when xfstests
+# is not run); 2 for bad usage.
 set -euo pipefail
 . "$(dirname "$0")/../../ci/lib.sh"
 
@@ -57,7 +64,7 @@ while [ $# -gt 0 ]; do
         --jobs) jobs=$2; shift ;;
         --collect-only) collect_only=1 ;;
         --out) out=$2; shift ;;
-        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -272,14 +279,22 @@ for s in $sections; do
     secs=$(cat "$d/seconds" 2>/dev/null || echo "?") timed_out=$(cat "$d/timed_out" 2>/dev/null || true)
     tr -d '\r' < "$console" > "$d/console.txt"
     grep -a -E '^XT-SETUP-FAIL|^XT-TEST-TIMEOUT' "$d/console.txt" | sed 's/^/    /' >&2 || true
-    n_done=0
     while read -r _ _ t v reason; do
-        n_done=$((n_done + 1))
-        verdict[$fs:$mode:$t]=$v
         case $v in
             pass|fail) printf 'check\txfstests %s %s %s\t%s\n' "$fs" "$mode" "$t" "$v" >> "$results" ;;
-            notrun) printf '%s %s %s\t%s\n' "$fs" "$mode" "$t" "$reason" >> "$notrun_f" ;;
+            notrun)
+                if [ -n "$reason" ]; then
+                    printf '%s %s %s\t%s\n' "$fs" "$mode" "$t" "$reason" >> "$notrun_f"
+                else
+                    # notrun must say why; without a reason it is a failure.
+                    echo "FAIL: $s: $t notrun with no reason"
+                    v=fail; printf 'check\txfstests %s %s %s\tfail\n' "$fs" "$mode" "$t" >> "$results"
+                fi ;;
+            *)  # "missing": asked for, and check never ran it.
+                echo "FAIL: $s: $t was asked for and check did not run it"
+                v=fail; printf 'check\txfstests %s %s %s\tfail\n' "$fs" "$mode" "$t" >> "$results" ;;
         esac
+        verdict[$fs:$mode:$t]=$v
     done < <(grep -a "^XT-RESULT $s " "$d/console.txt" || true)
     if ! grep -aq "^XT-SECTION-END $s" "$d/console.txt"; then
         # Crashed or killed: the verdicts come from check's own lines on the
@@ -304,6 +319,33 @@ for s in $sections; do
         printf 'check\txfstests %s %s section-finished\tfail\n' "$fs" "$mode" >> "$results"
         status=1
     fi
+    # Every test asked for has a verdict, whatever happened to the guest.
+    case " $tests " in *" -"*) ;; *)
+        for t in $(section_tests "$s"); do
+            [ -z "${verdict[$fs:$mode:$t]:-}" ] || continue
+            echo "FAIL: $s: no verdict for $t"
+            verdict[$fs:$mode:$t]=fail
+            printf 'check\txfstests %s %s %s\tfail\n' "$fs" "$mode" "$t" >> "$results"
+        done ;;
+    esac
+    # check's own exit status (non-zero: a test failed, or check itself did).
+    rc=$(sed -n "s/^XT-CHECK-END $s rc=\([0-9]*\) .*/\1/p" "$d/console.txt" | tail -1)
+    if [ -n "$rc" ]; then
+        v=pass; [ "$rc" = 0 ] || { v=fail; echo "FAIL: section $s: ./check exited $rc"; }
+        printf 'check\txfstests %s %s check-exit\t%s\n' "$fs" "$mode" "$v" >> "$results"
+    fi
+    # The targets after check: still there, in the section's state.
+    case $mode in
+        linear) want=' linear ' ;; bow0) want=' state=trim' ;;
+        bow1) want=' state=checkpoint' ;; bow2) want=' state=committed' ;; *) want='?' ;;
+    esac
+    for n in xt-test xt-scratch; do
+        st=$(sed -n "s/^XT-BOW-STATUS $s $n //p" "$d/console.txt" | tail -1)
+        v=pass
+        [ -n "$rc" ] || continue   # check never ended: section-finished fails it
+        [[ " $st " == *"$want"* ]] || { v=fail; echo "FAIL: section $s: $n after check: '${st:-no status}', expected '${want# }'"; }
+        printf 'check\txfstests %s %s %s-status\t%s\n' "$fs" "$mode" "$n" "$v" >> "$results"
+    done
     spl=$(grep -a -E "$splat_re" "$d/console.txt" || true)
     if [ -n "$spl" ]; then
         echo "FAIL: section $s: the console shows kernel reports:"
@@ -330,6 +372,13 @@ for k in "${!verdict[@]}"; do
     esac
 done
 [ $regress = 0 ] || status=1
+# Any failed check (a test, a missing verdict, check's exit, a target's
+# state, the console) fails the run.
+! grep -q $'\tfail$' "$results" || status=1
+# Tests notrun everywhere would be invisible in the pass/fail counts: the
+# test command counts them as not run (and fails on them).
+n_notrun=$(count_notrun "")
+[ "$n_notrun" = 0 ] || printf 'notrun\txfstests: tests notrun (%s)\t%s\n' "$notrun_f" "$n_notrun" >> "$results"
 # A table per filesystem and mode (docs/xfstests.md).
 {
     booted=""

@@ -108,6 +108,39 @@ fn fsck(fs: &str, img: &[u8], label: &str, worker: usize) -> Result<(bool, Strin
     Ok((out.status.success(), text))
 }
 
+/// fsck of a committed (state 2) ext4 crash state: the filesystem is live
+/// there, so its journal is replayed first (`e2fsck -E journal_only`, what
+/// a mount would do) and then the full read-only check must be clean.
+/// Returns whether it was, and why not. XFS has no user-space log replay
+/// (only a mount replays it), so its committed states are not fsck'd here.
+fn fsck_committed(img: &[u8], label: &str, worker: usize) -> Result<(bool, String)> {
+    let p = std::env::temp_dir().join(format!(
+        "bow-crash-s2-{}-{}-{worker}.img",
+        label.replace('/', "_"),
+        std::process::id()
+    ));
+    std::fs::write(&p, img)?;
+    let run = |args: &[&str]| {
+        std::process::Command::new("e2fsck")
+            .args(args)
+            .arg(&p)
+            .output()
+            .context("running e2fsck")
+    };
+    let r = (|| {
+        let replay = run(&["-E", "journal_only", "-p"])?;
+        // 0: nothing to do or replayed; 1: replayed with corrections. Over
+        // that, the replay itself failed.
+        if replay.status.code().map_or(true, |c| c > 1) {
+            return Ok((false, format!("journal replay: {}", String::from_utf8_lossy(&replay.stdout))));
+        }
+        let check = run(&["-f", "-n"])?;
+        Ok((check.status.success(), String::from_utf8_lossy(&check.stdout).into_owned()))
+    })();
+    let _ = std::fs::remove_file(&p);
+    r
+}
+
 /// An fsck verdict is good when fsck is clean, or when it says exactly what
 /// it says of the checkpoint image itself: a frozen XFS keeps changes in its
 /// log that only a mount replays, and `xfs_repair -n` reports them (the VM
@@ -260,7 +293,12 @@ fn run_case(dir: &Path, o: &RunOpts) -> Result<Report> {
                         };
                         for (i, &s) in chunk.iter().enumerate() {
                             r.tried += 1;
-                            let sampled = fsck_every > 0 && (i + ci) % fsck_every == 0;
+                            // A committed phase is short (tens of states): sampled 4x as often.
+                            let every = match want {
+                                Expect::Committed { .. } => (fsck_every / 4).max(1),
+                                _ => fsck_every,
+                            };
+                            let sampled = fsck_every > 0 && (i + ci) % every == 0;
                             b.build_into(s, &mut buf);
                             let img = std::mem::take(&mut buf);
                             // The binary must do exactly what the shared code does.
@@ -298,6 +336,17 @@ fn run_case(dir: &Path, o: &RunOpts) -> Result<Report> {
                                 Verdict::Pass(o) => {
                                     r.passed += 1;
                                     if o == Outcome::NoLog { r.no_log += 1 } else { r.restored += 1 }
+                                    if let (Some("ext4"), Expect::Committed { .. }) = (fs, want) {
+                                        if sampled {
+                                            r.fsck_runs += 1;
+                                            let (ok, why) = fsck_committed(&restored, &case.label, ci).unwrap_or_else(|e| (false, format!("{e:#}")));
+                                            if !ok {
+                                                r.fsck_failed += 1;
+                                                let why = why.lines().filter(|l| !l.starts_with("Pass ")).take(6).collect::<Vec<_>>().join("; ");
+                                                fails.push(format!("{}: state {s}: fsck of the committed filesystem (journal replayed) failed: {why}; reproduce: bow-crash state {} {s}", case.label, dir.display()));
+                                            }
+                                        }
+                                    }
                                     if let (Some(fs), Some(base), Expect::Checkpoint(_)) = (fs, baseline, want) {
                                         if sampled {
                                             r.fsck_runs += 1;

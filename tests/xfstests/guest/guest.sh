@@ -165,17 +165,24 @@ echo "XT-CHECK-END $SECTION rc=$? $(( $(date +%s) - start ))s"
 umount /mnt/test /mnt/scratch 2>/dev/null
 for n in xt-test xt-scratch; do echo "XT-BOW-STATUS $SECTION $n $(dmsetup status $n)"; done
 
-# Classify every test asked for from the section's check.log and notrun files.
+# Classify every test asked for (not only those check says it ran) from
+# the section's check.log and notrun files. A test check never ran (an
+# unknown name, check stopped early) is "missing": the host fails it.
 rb=$XT/results/$SECTION
 last() { grep "^$1" "$rb/check.log" 2>/dev/null | tail -1 | sed "s/^$1 *//"; }
 ran=" $(last 'Ran:') " notrun=" $(last 'Not run:') " bad=" $(last 'Failures:') "
-for t in $ran; do
+asked=$TESTS
+# A group ("-g quick") names no tests: then what check ran is the list.
+case " $TESTS " in *" -"*) asked=$ran ;; esac
+for t in $asked; do
     if [ -f "$rb/$t.notrun" ] || [[ "$notrun" == *" $t "* ]]; then
         echo "XT-RESULT $SECTION $t notrun $(tr '\n' ' ' < "$rb/$t.notrun" 2>/dev/null | sed 's/ *$//')"
     elif [[ "$bad" == *" $t "* ]]; then
         echo "XT-RESULT $SECTION $t fail"
-    else
+    elif [[ "$ran" == *" $t "* ]]; then
         echo "XT-RESULT $SECTION $t pass"
+    else
+        echo "XT-RESULT $SECTION $t missing"
     fi
 done
 dmesg > "$rb/dmesg.txt" 2>/dev/null
