@@ -114,7 +114,7 @@ struct Inner {
     log: Option<LogState>,
     /// The free ranges (start, length in blocks) at the moment of checkpoint.
     /// Its size grows with the extent count, so it may come from vmalloc.
-    free_at_checkpoint: Option<KVVec<(u64, u64)>>,
+    free_at_checkpoint: Option<Arc<KVVec<(u64, u64)>>>,
     /// This target is in the registry of live checkpoints.
     live_registered: bool,
 }
@@ -720,26 +720,22 @@ impl Target for Bow {
             Some(Message::FreeMap) => {
                 let s = self.shared();
                 let g = s.inner.lock();
-                // A reply that does not fit makes dmsetup retry with a bigger buffer.
-                let _ = match (g.state, g.free_at_checkpoint.as_ref()) {
-                    (State::Trim, _) => {
-                        let mut r = Ok(());
-                        g.map.for_each(|e| {
-                            if e.kind == Kind::Free && r.is_ok() {
-                                r = write!(out, "{}+{} ", e.start, e.len());
-                            }
-                        });
-                        r
-                    }
-                    (_, Some(ranges)) => {
-                        let mut r = Ok(());
-                        for &(start, len) in ranges.iter() {
-                            r = r.and_then(|()| write!(out, "{}+{} ", start, len));
+                // After the checkpoint the list never changes: it is formatted
+                // without the lock (a million extents take seconds under TCG).
+                // A reply that does not fit makes dmsetup retry with a bigger
+                // buffer: writing stops at the first that does not fit.
+                if let Some(ranges) = g.free_at_checkpoint.clone() {
+                    drop(g);
+                    let _ = ranges.iter().try_for_each(|&(start, len)| write!(out, "{}+{} ", start, len));
+                } else if g.state == State::Trim {
+                    // The live map: it changes with every discard, so under the lock.
+                    let mut r = Ok(());
+                    g.map.for_each(|e| {
+                        if e.kind == Kind::Free && r.is_ok() {
+                            r = write!(out, "{}+{} ", e.start, e.len());
                         }
-                        r
-                    }
-                    (_, None) => Ok(()),
-                };
+                    });
+                }
                 Ok(true)
             }
             Some(m) => self.ctl.change_state(m.target().ok_or(code::EINVAL)?).map(|()| false),

@@ -140,6 +140,15 @@ impl Shared {
                 return Err(e);
             }
         };
+        // Shared, so that `free_map` formats it without the map's lock.
+        let free_map = match Arc::new(free_map, GFP_KERNEL) {
+            Ok(f) => f,
+            Err(e) => {
+                undo(&[a, l]);
+                pr_err!("bow: checkpoint failed ({:?}); staying in state 0\n", e);
+                return Err(e.into());
+            }
+        };
         let mut g = self.inner.lock();
         g.log = Some(LogState {
             header,

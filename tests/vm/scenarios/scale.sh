@@ -1,0 +1,107 @@
+# timeout: 3000
+# checks: 14
+# manual: about 20 min under TCG for its million extents (tests/vm/run.sh scale)
+# A checkpoint of a device with a million free extents: bow with 512-byte
+# blocks over all of /dev/vdc (1 GiB, 2097152 blocks), every odd block past
+# the first 8 MiB discarded in state 0 (one 512-byte discard each), then
+# the checkpoint with a writer busy on used blocks between free ones, first
+# overwrites of the first 8 MiB, `dmsetup status`, the `free_map` message, a rollback
+# checked below the target, and the removal. Nothing whose size grows with
+# the extents may come from kmalloc (the free map at checkpoint is a KVVec:
+# 16 MiB here, above kmalloc's 4 MiB).
+#
+# Prints "BOW-SCALE key=value..." with the costs, measured under TCG with
+# KASAN and lockdep (times are only comparable within one run): the trims,
+# the checkpoint, status and free_map, and kernel memory (Slab in
+# /proc/meminfo) per extent of the map.
+#
+# usage: scale.sh [N]   -- N free extents (default: every odd block past 8 MiB, 1040383)
+. /tests/lib.sh
+insmod /lib/modules/dm-bow.ko || { fail insmod; finish; }
+DISK=/dev/vdc
+LEN=$(blockdev --getsz $DISK)
+MAXN=$(( (LEN - 16384) / 2 - 1 ))
+N=${1:-$MAXN}
+[ "$N" -le "$MAXN" ] || { fail "at most $MAXN extents on a $LEN-sector disk"; finish; }
+up() { awk '{ print $1 }' /proc/uptime; }
+ms_since() { awk -v a="$1" -v b="$(up)" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+slab() { awk '/^Slab:/ { print $2 * 1024 }' /proc/meminfo; }
+
+# Known content on the blocks the test overwrites (the first 8 MiB, used):
+# from the random pool.
+pool
+dd if=$POOL of=$DISK bs=1M count=8 oflag=direct 2>/dev/null
+ref=$(dd if=$DISK bs=1M count=8 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+
+check "create (512-byte blocks, $LEN blocks)" dmsetup create scale --table "0 $LEN bow $DISK 1 block_size:512"
+D=$(dm_dev scale)
+S=$(bow_sysfs scale)
+echo 3 > /proc/sys/vm/drop_caches
+s0=$(slab) t=$(up)
+# One discard per extent, made in the kernel: a table of one-block linear
+# targets onto the odd blocks, 65536 at a time; one blkdiscard of it reaches
+# bow as that many one-block discards (dm splits a bio at every target).
+# (fio's one-syscall-per-trim runs at 300-1000 trims/s under TCG: an hour.)
+made=0
+while [ $made -lt $N ]; do
+    n=$(( N - made )); [ $n -le 65536 ] || n=65536
+    awk -v n=$n -v s=$(( 16384 + 1 + 2 * made )) -v d=$D \
+        'BEGIN { for (i = 0; i < n; i++) printf "%d 1 linear %s %d\n", i, d, s + 2 * i }' > /tmp/frag.table
+    t1=$(up)
+    dmsetup create frag < /tmp/frag.table || break
+    t2=$(up)
+    blkdiscard "$(dm_dev frag)" || { dmsetup remove frag; break; }
+    t3=$(up)
+    dmsetup remove frag || break
+    made=$(( made + n ))
+    echo "scale: $made discards in $(ms_since $t) ms (table $(ms_since $t1) ms, discard $(ms_since $t2) ms, remove $(ms_since $t3) ms)"
+done
+rm -f /tmp/frag.table
+eq "$N one-block discards, every other block" "$N" "$made"
+trim_ms=$(ms_since $t)
+ext=$(status_field scale extents)
+eq "free space: every trimmed block" $(( N * 512 )) "$(cat $S/free)"
+check "the map holds $N free extents between used ones (extents=$ext)" [ "$ext" -ge $(( 2 * N )) ]
+echo 3 > /proc/sys/vm/drop_caches
+per=$(( ($(slab) - s0) / ext ))
+
+# The checkpoint, with a writer going on used (even) blocks between free
+# ones: rewrites in state 0, first overwrites (copies) and rewrites after.
+( i=0; while [ ! -e /tmp/stop-w ]; do
+      dd if=$POOL of=$D bs=512 count=1 seek=$(( 1048576 + (i % 4096) * 2 )) oflag=direct conv=notrunc 2>/dev/null \
+          || { echo "writer: write failed"; touch /tmp/w-failed; }
+      i=$((i + 1))
+  done ) &
+wpid=$!
+sleep 2
+t=$(up)
+check "echo 1 > state with $N free extents and a writer going" sh -c "echo 1 > $S/state"
+ckpt_ms=$(ms_since $t)
+eq "state after the checkpoint" 1 "$(cat $S/state)"
+sleep 2
+touch /tmp/stop-w; wait $wpid
+check "no write of the writer failed" [ ! -e /tmp/w-failed ]
+
+# First overwrites: the first 8 MiB.
+t=$(up)
+check "first overwrites of 8 MiB of used blocks" dd if=/dev/urandom of=$D bs=64k count=128 oflag=direct conv=notrunc,fsync
+ow_ms=$(ms_since $t)
+copies=$(status_field scale copies)
+check "the overwrites were backed up (copies=$copies)" [ "$copies" -ge 8192 ]
+t=$(up); dmsetup status scale >/dev/null; status_ms=$(ms_since $t)
+t=$(up)
+fm=$(dmsetup message scale 0 free_map | wc -w)
+fm_ms=$(ms_since $t)
+eq "free_map names every free extent at checkpoint" "$N" "$fm"
+
+t=$(up)
+check "remove in state 1" dmsetup remove scale
+rm_ms=$(ms_since $t)
+t=$(up)
+check "bowctl restore" bowctl restore $DISK
+restore_ms=$(ms_since $t)
+eq "the overwritten blocks are back, read below the target" "$ref" \
+    "$(dd if=$DISK bs=1M count=8 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)"
+check "rmmod" rmmod dm_bow
+echo "BOW-SCALE extents=$ext free_extents=$N trim_ms=$trim_ms trims_per_s=$(( N * 1000 / (trim_ms + 1) )) slab_bytes_per_extent=$per checkpoint_ms=$ckpt_ms overwrite_8MiB_ms=$ow_ms status_ms=$status_ms free_map_ms=$fm_ms remove_ms=$rm_ms restore_ms=$restore_ms"
+finish
