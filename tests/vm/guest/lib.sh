@@ -50,6 +50,9 @@ finish() {
 dm_minor() { dmsetup info -c --noheadings -o minor "$1"; }
 dm_dev() { echo "/dev/dm-$(dm_minor "$1")"; }
 
+# now_ms: milliseconds since boot (for timings within one run).
+now_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+
 # sectors_written <dev-basename>: the write-sectors counter from /sys/block/*/stat.
 sectors_written() { awk '{print $7}' "/sys/block/$1/stat"; }
 sectors_read() { awk '{print $3}' "/sys/block/$1/stat"; }

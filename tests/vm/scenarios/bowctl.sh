@@ -20,7 +20,6 @@ code() {
     fi
 }
 disk_sum() { dd if=$1 bs=1M count=${2:-$MIB} iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1; }
-now_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
 
 # --- 1. create, checkpoint, status, commit, remove: bowctl alone -----------
 dd if=/dev/zero of=$DISK bs=1M count=$MIB oflag=direct 2>/dev/null

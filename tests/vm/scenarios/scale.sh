@@ -23,8 +23,7 @@ LEN=$(blockdev --getsz $DISK)
 MAXN=$(( (LEN - 16384) / 2 - 1 ))
 N=${1:-$MAXN}
 [ "$N" -le "$MAXN" ] || { fail "at most $MAXN extents on a $LEN-sector disk"; finish; }
-up() { awk '{ print $1 }' /proc/uptime; }
-ms_since() { awk -v a="$1" -v b="$(up)" 'BEGIN { printf "%d", (b - a) * 1000 }'; }
+ms_since() { echo $(( $(now_ms) - $1 )); }
 slab() { awk '/^Slab:/ { print $2 * 1024 }' /proc/meminfo; }
 
 # Known content on the blocks the test overwrites (the first 8 MiB, used):
@@ -37,7 +36,7 @@ check "create (512-byte blocks, $LEN blocks)" dmsetup create scale --table "0 $L
 D=$(dm_dev scale)
 S=$(bow_sysfs scale)
 echo 3 > /proc/sys/vm/drop_caches
-s0=$(slab) t=$(up)
+s0=$(slab) t=$(now_ms)
 # One discard per extent, made in the kernel: a table of one-block linear
 # targets onto the odd blocks, 65536 at a time; one blkdiscard of it reaches
 # bow as that many one-block discards (dm splits a bio at every target).
@@ -47,14 +46,15 @@ while [ $made -lt $N ]; do
     n=$(( N - made )); [ $n -le 65536 ] || n=65536
     awk -v n=$n -v s=$(( 16384 + 1 + 2 * made )) -v d=$D \
         'BEGIN { for (i = 0; i < n; i++) printf "%d 1 linear %s %d\n", i, d, s + 2 * i }' > /tmp/frag.table
-    t1=$(up)
+    t1=$(now_ms)
     dmsetup create frag < /tmp/frag.table || break
-    t2=$(up)
+    t2=$(now_ms)
     blkdiscard "$(dm_dev frag)" || { dmsetup remove frag; break; }
-    t3=$(up)
+    t3=$(now_ms)
     dmsetup remove frag || break
+    t4=$(now_ms)
     made=$(( made + n ))
-    echo "scale: $made discards in $(ms_since $t) ms (table $(ms_since $t1) ms, discard $(ms_since $t2) ms, remove $(ms_since $t3) ms)"
+    echo "scale: $made discards in $(( t4 - t )) ms (this batch: table $(( t2 - t1 )) ms, discard $(( t3 - t2 )) ms, remove $(( t4 - t3 )) ms)"
 done
 rm -f /tmp/frag.table
 eq "$N one-block discards, every other block" "$N" "$made"
@@ -74,7 +74,7 @@ per=$(( ($(slab) - s0) / ext ))
   done ) &
 wpid=$!
 sleep 2
-t=$(up)
+t=$(now_ms)
 check "echo 1 > state with $N free extents and a writer going" sh -c "echo 1 > $S/state"
 ckpt_ms=$(ms_since $t)
 eq "state after the checkpoint" 1 "$(cat $S/state)"
@@ -83,21 +83,21 @@ touch /tmp/stop-w; wait $wpid
 check "no write of the writer failed" [ ! -e /tmp/w-failed ]
 
 # First overwrites: the first 8 MiB.
-t=$(up)
+t=$(now_ms)
 check "first overwrites of 8 MiB of used blocks" dd if=/dev/urandom of=$D bs=64k count=128 oflag=direct conv=notrunc,fsync
 ow_ms=$(ms_since $t)
 copies=$(status_field scale copies)
 check "the overwrites were backed up (copies=$copies)" [ "$copies" -ge 8192 ]
-t=$(up); dmsetup status scale >/dev/null; status_ms=$(ms_since $t)
-t=$(up)
+t=$(now_ms); dmsetup status scale >/dev/null; status_ms=$(ms_since $t)
+t=$(now_ms)
 fm=$(dmsetup message scale 0 free_map | wc -w)
 fm_ms=$(ms_since $t)
 eq "free_map names every free extent at checkpoint" "$N" "$fm"
 
-t=$(up)
+t=$(now_ms)
 check "remove in state 1" dmsetup remove scale
 rm_ms=$(ms_since $t)
-t=$(up)
+t=$(now_ms)
 check "bowctl restore" bowctl restore $DISK
 restore_ms=$(ms_since $t)
 eq "the overwritten blocks are back, read below the target" "$ref" \
