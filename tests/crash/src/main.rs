@@ -72,25 +72,35 @@ struct Report {
 /// Runs fsck (read-only) on `img`; returns whether it was clean and its
 /// report without the lines that depend on the host or the file name.
 fn fsck(fs: &str, img: &[u8], label: &str, worker: usize) -> Result<(bool, String)> {
-    let dir = std::env::temp_dir();
-    let p = dir.join(format!(
+    with_image_file(img, label, worker, |p| fsck_file(fs, p))
+}
+
+/// Runs `f` on a temporary file holding `img` (one per case, process and
+/// worker thread), removed afterwards whatever `f` returned.
+fn with_image_file<T>(img: &[u8], label: &str, worker: usize, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let p = std::env::temp_dir().join(format!(
         "bow-crash-{}-{}-{worker}.img",
         label.replace('/', "_"),
         std::process::id()
     ));
     std::fs::write(&p, img)?;
+    let r = f(&p);
+    let _ = std::fs::remove_file(&p);
+    r
+}
+
+fn fsck_file(fs: &str, p: &Path) -> Result<(bool, String)> {
     let out = match fs {
         "xfs" => std::process::Command::new("xfs_repair")
             .args(["-n", "-f"])
-            .arg(&p)
+            .arg(p)
             .output(),
         _ => std::process::Command::new("e2fsck")
             .args(["-f", "-n"])
-            .arg(&p)
+            .arg(p)
             .output(),
     }
     .context("running fsck")?;
-    let _ = std::fs::remove_file(&p);
     let text: String = String::from_utf8_lossy(&out.stdout)
         .lines()
         .chain(String::from_utf8_lossy(&out.stderr).lines())
@@ -114,20 +124,14 @@ fn fsck(fs: &str, img: &[u8], label: &str, worker: usize) -> Result<(bool, Strin
 /// Returns whether it was, and why not. XFS has no user-space log replay
 /// (only a mount replays it), so its committed states are not fsck'd here.
 fn fsck_committed(img: &[u8], label: &str, worker: usize) -> Result<(bool, String)> {
-    let p = std::env::temp_dir().join(format!(
-        "bow-crash-s2-{}-{}-{worker}.img",
-        label.replace('/', "_"),
-        std::process::id()
-    ));
-    std::fs::write(&p, img)?;
-    let run = |args: &[&str]| {
-        std::process::Command::new("e2fsck")
-            .args(args)
-            .arg(&p)
-            .output()
-            .context("running e2fsck")
-    };
-    let r = (|| {
+    with_image_file(img, label, worker, |p| {
+        let run = |args: &[&str]| {
+            std::process::Command::new("e2fsck")
+                .args(args)
+                .arg(p)
+                .output()
+                .context("running e2fsck")
+        };
         let replay = run(&["-E", "journal_only", "-p"])?;
         // 0: nothing to do or replayed; 1: replayed with corrections. Over
         // that, the replay itself failed.
@@ -136,9 +140,7 @@ fn fsck_committed(img: &[u8], label: &str, worker: usize) -> Result<(bool, Strin
         }
         let check = run(&["-f", "-n"])?;
         Ok((check.status.success(), String::from_utf8_lossy(&check.stdout).into_owned()))
-    })();
-    let _ = std::fs::remove_file(&p);
-    r
+    })
 }
 
 /// An fsck verdict is good when fsck is clean, or when it says exactly what
@@ -270,6 +272,11 @@ fn run_case(dir: &Path, o: &RunOpts) -> Result<Report> {
     let mut failures = Vec::new();
     for (name, from, to, want) in phases {
         let states = plan(&case, from, to, limit, subsets, seed);
+        // A committed phase is short (tens of states): sampled 4x as often.
+        let every = match want {
+            Expect::Committed { .. } => (fsck_every / 4).max(1),
+            _ => fsck_every,
+        };
         let chunks: Vec<&[State]> = states
             .chunks(states.len().div_ceil(jobs.max(1)).max(1))
             .collect();
@@ -293,11 +300,6 @@ fn run_case(dir: &Path, o: &RunOpts) -> Result<Report> {
                         };
                         for (i, &s) in chunk.iter().enumerate() {
                             r.tried += 1;
-                            // A committed phase is short (tens of states): sampled 4x as often.
-                            let every = match want {
-                                Expect::Committed { .. } => (fsck_every / 4).max(1),
-                                _ => fsck_every,
-                            };
                             let sampled = fsck_every > 0 && (i + ci) % every == 0;
                             b.build_into(s, &mut buf);
                             let img = std::mem::take(&mut buf);
