@@ -272,6 +272,8 @@ running=0
 done
 wait
 
+# row <what> <pass|fail>: one check of the section in results.tsv.
+row() { printf 'check\txfstests %s %s %s\t%s\n' "$fs" "$mode" "$1" "$2" >> "$results"; }
 for s in $sections; do
     fs=$(section_opt "$s" FSTYP) mode=$(section_opt "$s" BOW_MODE)
     d=$out/$s console=$d/console.log
@@ -281,18 +283,18 @@ for s in $sections; do
     grep -a -E '^XT-SETUP-FAIL|^XT-TEST-TIMEOUT' "$d/console.txt" | sed 's/^/    /' >&2 || true
     while read -r _ _ t v reason; do
         case $v in
-            pass|fail) printf 'check\txfstests %s %s %s\t%s\n' "$fs" "$mode" "$t" "$v" >> "$results" ;;
+            pass|fail) row "$t" "$v" ;;
             notrun)
                 if [ -n "$reason" ]; then
                     printf '%s %s %s\t%s\n' "$fs" "$mode" "$t" "$reason" >> "$notrun_f"
                 else
                     # notrun must say why; without a reason it is a failure.
                     echo "FAIL: $s: $t notrun with no reason"
-                    v=fail; printf 'check\txfstests %s %s %s\tfail\n' "$fs" "$mode" "$t" >> "$results"
+                    v=fail; row "$t" fail
                 fi ;;
             *)  # "missing": asked for, and check never ran it.
                 echo "FAIL: $s: $t was asked for and check did not run it"
-                v=fail; printf 'check\txfstests %s %s %s\tfail\n' "$fs" "$mode" "$t" >> "$results" ;;
+                v=fail; row "$t" fail ;;
         esac
         verdict[$fs:$mode:$t]=$v
     done < <(grep -a "^XT-RESULT $s " "$d/console.txt" || true)
@@ -305,7 +307,7 @@ for s in $sections; do
             verdict[$fs:$mode:$t]=$v
             case $v in
                 notrun) printf '%s %s %s\t%s\n' "$fs" "$mode" "$t" "$reason" >> "$notrun_f" ;;
-                *) printf 'check\txfstests %s %s %s\t%s\n' "$fs" "$mode" "$t" "$v" >> "$results" ;;
+                *) row "$t" "$v" ;;
             esac
         done < <(awk '
             function done_(v, r) { if (t != "") printf "%s\t%s\t%s\n", t, v, r; t = "" }
@@ -316,7 +318,7 @@ for s in $sections; do
             /output mismatch|\[failed|_check_dmesg|_check_.*_filesystem: filesystem on .* is inconsistent/ { bad = 1 }
             END { done_("fail", "") }' "$d/console.txt")
         echo "FAIL: section $s did not finish${timed_out:+ ($timed_out)}"
-        printf 'check\txfstests %s %s section-finished\tfail\n' "$fs" "$mode" >> "$results"
+        row section-finished fail
         status=1
     fi
     # Every test asked for has a verdict, whatever happened to the guest.
@@ -325,35 +327,35 @@ for s in $sections; do
             [ -z "${verdict[$fs:$mode:$t]:-}" ] || continue
             echo "FAIL: $s: no verdict for $t"
             verdict[$fs:$mode:$t]=fail
-            printf 'check\txfstests %s %s %s\tfail\n' "$fs" "$mode" "$t" >> "$results"
+            row "$t" fail
         done ;;
     esac
     # check's own exit status (non-zero: a test failed, or check itself did).
     rc=$(sed -n "s/^XT-CHECK-END $s rc=\([0-9]*\) .*/\1/p" "$d/console.txt" | tail -1)
     if [ -n "$rc" ]; then
         v=pass; [ "$rc" = 0 ] || { v=fail; echo "FAIL: section $s: ./check exited $rc"; }
-        printf 'check\txfstests %s %s check-exit\t%s\n' "$fs" "$mode" "$v" >> "$results"
+        row check-exit "$v"
     fi
     # The targets after check: still there, in the section's state.
     case $mode in
         linear) want=' linear ' ;; bow0) want=' state=trim' ;;
         bow1) want=' state=checkpoint' ;; bow2) want=' state=committed' ;; *) want='?' ;;
     esac
-    for n in xt-test xt-scratch; do
+    # (When check never ended, section-finished fails the section.)
+    [ -z "$rc" ] || for n in xt-test xt-scratch; do
         st=$(sed -n "s/^XT-BOW-STATUS $s $n //p" "$d/console.txt" | tail -1)
         v=pass
-        [ -n "$rc" ] || continue   # check never ended: section-finished fails it
         [[ " $st " == *"$want"* ]] || { v=fail; echo "FAIL: section $s: $n after check: '${st:-no status}', expected '${want# }'"; }
-        printf 'check\txfstests %s %s %s-status\t%s\n' "$fs" "$mode" "$n" "$v" >> "$results"
+        row "$n-status" "$v"
     done
     spl=$(grep -a -E "$splat_re" "$d/console.txt" || true)
     if [ -n "$spl" ]; then
         echo "FAIL: section $s: the console shows kernel reports:"
         sed 's/^/    /' <<<"$spl" | head -20
-        printf 'check\txfstests %s %s console-clean\tfail\n' "$fs" "$mode" >> "$results"
+        row console-clean fail
         status=1
     else
-        printf 'check\txfstests %s %s console-clean\tpass\n' "$fs" "$mode" >> "$results"
+        row console-clean pass
     fi
     log "section $s: $(count "$fs $mode " pass) passed, $(count "$fs $mode " fail) failed, $(count_notrun "$fs $mode ") notrun in $secs s"
     grep -a '^XT-BOW-STATUS' "$d/console.txt" | sed 's/^/    /' >&2 || true
