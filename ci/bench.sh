@@ -20,13 +20,13 @@ kernel=$(basename "$(kernel_build)")
 tr -d '\r' < "$console" | sed -n 's/^BOW-BENCH //p' | grep -v '^target ' > "$out/rows.txt"
 [ -s "$out/rows.txt" ] || die "the VM printed no benchmark rows (console: $console)"
 awk -v ops="$ops" -v kernel="$kernel" -v when="$(date -u +%Y-%m-%d)" '
-    { iops[$1, $2] = $3; wa[$1, $2] = $4; rpw[$1, $2] = $5; fpw[$1, $2] = $6; if (!seen[$2]++) order[++n] = $2 }
+    { iops[$1, $2] = $3; wa[$1, $2] = $4; rpw[$1, $2] = $5; fpw[$1, $2] = $6; cpu[$1, $2] = $7; ctx[$1, $2] = $8; if (!seen[$2]++) order[++n] = $2 }
     function ratio(a, b) { return (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "-" }
-    function cell(t, r) { return ((t, r) in iops) ? sprintf("%s | %s | %s | %s", iops[t, r], wa[t, r], rpw[t, r], fpw[t, r]) : "- | - | - | -" }
+    function cell(t, r) { return ((t, r) in iops) ? sprintf("%s | %s | %s | %s | %s | %s", iops[t, r], wa[t, r], rpw[t, r], fpw[t, r], cpu[t, r], ctx[t, r]) : "- | - | - | - | - | -" }
     END {
         printf "Benchmark: %d x 4 KiB per row, O_DIRECT, libaio; kernel %s; %s\n\n", ops, kernel, when
-        print "| row | target | IOPS | write amp. | reads/write | flushes/write |"
-        print "|---|---|---|---|---|---|"
+        print "| row | target | IOPS | write amp. | reads/write | flushes/write | CPU ms/io | switches/io |"
+        print "|---|---|---|---|---|---|---|---|"
         for (i = 1; i <= n; i++)
             foreach_target(order[i])
         print ""

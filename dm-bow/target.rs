@@ -141,9 +141,20 @@ pub(crate) struct Shared {
     epb: u32,
     #[pin]
     inner: SpinLock<Inner>,
-    /// Signalled when busy blocks settle, the log advances or work drains.
+    /// Signalled when busy blocks settle, the log advances or work drains:
+    /// waited on by workers waiting for busy blocks and by state changes.
     #[pin]
     cond: CondVar,
+    /// Signalled after each log write: waited on by workers whose entries
+    /// are queued, and by those waiting for room in the queue.
+    #[pin]
+    log_cond: CondVar,
+    /// Signalled when the log writer's linger may end (an entry queued, a
+    /// worker done or waiting for busy blocks): only the writer waits on it.
+    /// Waking the log waiters on every such event cost each first overwrite
+    /// a dozen context switches.
+    #[pin]
+    linger: CondVar,
     /// Serialises state changes (sysfs and messages).
     #[pin]
     transition: Mutex<()>,
@@ -606,6 +617,8 @@ impl Target for Bow {
                     live_registered: false,
                 }, "bow::inner"),
                 cond <- new_condvar!("bow::cond"),
+                log_cond <- new_condvar!("bow::log_cond"),
+                linger <- new_condvar!("bow::linger"),
                 transition <- new_mutex!((), "bow::transition"),
                 block0_writes: InFlight::new(),
                 state_now: AtomicU8::new(State::Trim as u8),

@@ -100,6 +100,7 @@ impl WorkItem for Worker {
             s.process(bio, &mut bufs);
             s.inner.lock().inflight -= 1;
             s.cond.notify_all();
+            s.linger.notify_all();
         }
         this.running.store(false, Ordering::SeqCst);
     }
@@ -182,7 +183,7 @@ impl Shared {
     /// for this worker meanwhile.
     fn wait_busy(&self, g: &mut InnerGuard<'_>) {
         g.busy_waiters += 1;
-        self.cond.notify_all();
+        self.linger.notify_all();
         self.cond.wait(g);
         g.busy_waiters -= 1;
     }
@@ -336,7 +337,7 @@ impl Shared {
             }
             Err(e) => {
                 self.inner.lock().copying -= 1;
-                self.cond.notify_all();
+                self.linger.notify_all();
                 Err(e)
             }
         }
@@ -434,16 +435,14 @@ impl Shared {
                 let mine = log.enqueued;
                 g.copying -= 1;
                 g.log_waiters += 1;
-                self.cond.notify_all();
+                self.linger.notify_all();
                 break mine;
             }
-            self.cond.wait(&mut g);
+            self.log_cond.wait(&mut g);
         };
         let r = self.await_log(g, mine);
-        let mut g = self.inner.lock();
-        g.log_waiters -= 1;
-        drop(g);
-        self.cond.notify_all();
+        // One fewer waiting only lengthens a linger: no one to wake.
+        self.inner.lock().log_waiters -= 1;
         r
     }
 
@@ -459,7 +458,7 @@ impl Shared {
                 return Ok(());
             }
             if log.writing {
-                self.cond.wait(&mut g);
+                self.log_cond.wait(&mut g);
                 continue;
             }
             // Become the writer; first let the copies in progress join.
@@ -477,7 +476,7 @@ impl Shared {
                 active > g.log_waiters + g.busy_waiters || (queued > 0 && active < WORKERS)
             };
             while copying(&g) && left > 0 {
-                match self.cond.wait_interruptible_timeout(&mut g, left) {
+                match self.linger.wait_interruptible_timeout(&mut g, left) {
                     CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
                     _ => break,
                 }
@@ -510,6 +509,9 @@ impl Shared {
                     pr_err!("bow: log write failed ({:?}); no further backups can be logged\n", e);
                 }
             }
+            // Durable entries, room in the queue, and a smaller reserve for
+            // the busy waiters; a state change waits for `writing` to clear.
+            self.log_cond.notify_all();
             self.cond.notify_all();
         }
     }

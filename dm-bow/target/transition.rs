@@ -47,6 +47,7 @@ impl Shared {
         let released = self.release_deferred(&mut g);
         drop(g);
         self.cond.notify_all();
+        self.log_cond.notify_all();
         (r, released)
     }
 

@@ -77,7 +77,12 @@ fn fsck(fs: &str, img: &[u8], label: &str, worker: usize) -> Result<(bool, Strin
 
 /// Runs `f` on a temporary file holding `img` (one per case, process and
 /// worker thread), removed afterwards whatever `f` returned.
-fn with_image_file<T>(img: &[u8], label: &str, worker: usize, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+fn with_image_file<T>(
+    img: &[u8],
+    label: &str,
+    worker: usize,
+    f: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
     let p = std::env::temp_dir().join(format!(
         "bow-crash-{}-{}-{worker}.img",
         label.replace('/', "_"),
@@ -136,10 +141,19 @@ fn fsck_committed(img: &[u8], label: &str, worker: usize) -> Result<(bool, Strin
         // 0: nothing to do or replayed; 1: replayed with corrections. Over
         // that, the replay itself failed.
         if replay.status.code().map_or(true, |c| c > 1) {
-            return Ok((false, format!("journal replay: {}", String::from_utf8_lossy(&replay.stdout))));
+            return Ok((
+                false,
+                format!(
+                    "journal replay: {}",
+                    String::from_utf8_lossy(&replay.stdout)
+                ),
+            ));
         }
         let check = run(&["-f", "-n"])?;
-        Ok((check.status.success(), String::from_utf8_lossy(&check.stdout).into_owned()))
+        Ok((
+            check.status.success(),
+            String::from_utf8_lossy(&check.stdout).into_owned(),
+        ))
     })
 }
 

@@ -9,7 +9,10 @@
 # and reads. Columns: IOPS, write amplification (sectors written below /
 # sectors written to the device), reads per write (sectors read below /
 # sectors written) and flushes per write (field 16 of /sys/block/*/stat,
-# below, / writes to the device). Each row is printed as a BOW-BENCH line.
+# below, / writes to the device); and where the time goes: CPU time of both
+# vCPUs (user, system, irq, softirq in /proc/stat) and context switches
+# (ctxt), each per request to the device. Each row is printed as a
+# BOW-BENCH line.
 #
 # Timing under TCG means something only as a ratio within one run, so the
 # scenario checks only exact counts: write amplification and reads. The
@@ -32,16 +35,20 @@ stat_of() { awk -v f=$2 '{ print $f }' /sys/block/$1/stat; }
 # (flushes) over the devices below.
 snap() { local r=0 w=0 f=0 d; for d in "$@"; do r=$((r + $(stat_of $d 3))); w=$((w + $(stat_of $d 7))); f=$((f + $(stat_of $d 16))); done; echo "$r $w $f"; }
 
+# cpu: busy clock ticks (USER_HZ) of all CPUs, and context switches, so far.
+cpu() { awk '$1 == "cpu" { b = $2 + $3 + $4 + $7 + $8 } $1 == "ctxt" { c = $2 } END { print b, c }' /proc/stat; }
+
 # row <target> <row name> <dm-dev> <rw> <qd> <offset> <below devs...>: runs one
-# fio job and prints "BOW-BENCH target row iops wa reads_per_write flushes_per_write".
+# fio job and prints "BOW-BENCH target row iops wa reads_per_write flushes_per_write
+# cpu_ms_per_io ctxt_per_io".
 row() {
     local t=$1 name=$2 dev=$3 rw=$4 qd=$5 off=$6; shift 6
-    local dn=${dev#/dev/} b0 b1 d0w d1w d0io d1io out iops field
-    b0=$(snap "$@"); d0w=$(stat_of $dn 7); d0io=$(stat_of $dn 5)
+    local dn=${dev#/dev/} b0 b1 d0w d1w d0io d1io d0r d1r c0 c1 out iops field
+    b0=$(snap "$@"); d0w=$(stat_of $dn 7); d0io=$(stat_of $dn 5); d0r=$(stat_of $dn 1); c0=$(cpu)
     out=$(fio --minimal --name=b --filename=$dev --rw=$rw --bs=4k --direct=1 --ioengine=libaio --iodepth=$qd \
         --offset=$off --size=$R --randrepeat=1 2>&1)
     local rc=$?
-    b1=$(snap "$@"); d1w=$(stat_of $dn 7); d1io=$(stat_of $dn 5)
+    c1=$(cpu); b1=$(snap "$@"); d1w=$(stat_of $dn 7); d1io=$(stat_of $dn 5); d1r=$(stat_of $dn 1)
     [ $rw = randread ] && field=8 || field=49
     iops=$(echo "$out" | tail -1 | cut -d';' -f$field)
     check "$t $name: fio ran (rc=$rc, $iops IOPS)" sh -c "[ $rc = 0 ] && [ \"${iops:-0}\" -gt 0 ]"
@@ -52,7 +59,13 @@ row() {
     RPW=$(awk -v b=$((r1 - r0)) -v d=$dw 'BEGIN { if (d > 0) printf "%.3f", b / d; else print "-" }')
     FPW=$(awk -v b=$((f1 - f0)) -v d=$dio 'BEGIN { if (d > 0) printf "%.3f", b / d; else print "-" }')
     READS=$((r1 - r0)) BELOW_W=$((w1 - w0)) DM_W=$dw
-    echo "BOW-BENCH $t $name $iops $WA $RPW $FPW"
+    # Requests to the device (writes, or reads for the read row).
+    local nio=$((dio + d1r - d0r))
+    set -- $c0; local t0=$1 x0=$2
+    set -- $c1; local t1=$1 x1=$2
+    CPU=$(awk -v t=$((t1 - t0)) -v n=$nio -v hz=$(getconf CLK_TCK 2>/dev/null || echo 100) 'BEGIN { if (n > 0) printf "%.2f", t * 1000 / hz / n; else print "-" }')
+    CTX=$(awk -v x=$((x1 - x0)) -v n=$nio 'BEGIN { if (n > 0) printf "%.1f", x / n; else print "-" }')
+    echo "BOW-BENCH $t $name $iops $WA $RPW $FPW $CPU $CTX"
 }
 
 # Fresh data under every region, the same for each target.
@@ -60,7 +73,7 @@ prepare() {
     dd if=/dev/urandom of=$A bs=1M seek=16 count=$(( (3 * R) / 1048576 + 1 )) oflag=direct 2>/dev/null
 }
 
-echo "BOW-BENCH target row iops wa reads_per_write flushes_per_write (ops=$OPS)"
+echo "BOW-BENCH target row iops wa reads_per_write flushes_per_write cpu_ms_per_io ctxt_per_io (ops=$OPS)"
 
 # --- dm-linear ----------------------------------------------------------------
 prepare
