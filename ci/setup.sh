@@ -14,8 +14,10 @@ DEB_PACKAGES=(
     qemu-system-x86 busybox-static e2fsprogs xfsprogs dosfstools dmsetup fio
     # host-side checks
     util-linux coreutils gzip
+    # lint (ci/lint.sh): shellcheck; checkpatch.pl is perl
+    shellcheck perl
 )
-RUST_COMPONENTS=(rust-src)
+RUST_COMPONENTS=(rust-src rustfmt clippy)
 RUST_TARGETS=(x86_64-unknown-linux-musl)
 
 [ "$(id -u)" = 0 ] || die "ci/setup.sh must run as root (it installs Debian packages)"

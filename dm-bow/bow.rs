@@ -42,7 +42,12 @@ struct BowModule {
 impl kernel::Module for BowModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let reg = ffi::Registration::new::<target::Bow>(c"bow", target::VERSION, module)?;
-        pr_info!("bow target {}.{}.{} registered\n", target::VERSION[0], target::VERSION[1], target::VERSION[2]);
+        pr_info!(
+            "bow target {}.{}.{} registered\n",
+            target::VERSION[0],
+            target::VERSION[1],
+            target::VERSION[2]
+        );
         Ok(Self { _target: reg })
     }
 }

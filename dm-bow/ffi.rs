@@ -11,9 +11,9 @@ use core::ffi::CStr;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
+use kernel::bindings;
 use kernel::error::{code, Error};
 use kernel::ffi::{c_char, c_int, c_uint};
-use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
@@ -46,7 +46,10 @@ pub(crate) struct CtrError {
 impl CtrError {
     /// EINVAL with `msg`.
     pub(crate) const fn inval(msg: &'static CStr) -> Self {
-        Self { errno: code::EINVAL, msg }
+        Self {
+            errno: code::EINVAL,
+            msg,
+        }
     }
 }
 
@@ -63,7 +66,11 @@ impl<'a> Args<'a> {
     ///
     /// `argv` points to `argc` valid NUL-terminated strings that outlive `'a`.
     unsafe fn new(argc: c_uint, argv: *mut *mut c_char) -> Self {
-        Self { argv, argc: argc as usize, _p: PhantomData }
+        Self {
+            argv,
+            argc: argc as usize,
+            _p: PhantomData,
+        }
     }
 
     /// Word `i`, if there is one.
@@ -82,7 +89,9 @@ impl<'a> Args<'a> {
 
     /// The words as byte strings.
     pub(crate) fn bytes(self) -> impl Iterator<Item = &'a [u8]> {
-        (0..self.argc).filter_map(move |i| self.get(i)).map(CStr::to_bytes)
+        (0..self.argc)
+            .filter_map(move |i| self.get(i))
+            .map(CStr::to_bytes)
     }
 }
 
@@ -171,7 +180,8 @@ impl TargetSetup {
         // SAFETY: a constant defined in the glue.
         let mode = unsafe { raw::BOW_OPEN_RW };
         // SAFETY: `ti` is live, `path` is NUL-terminated, `dev` is a valid out-pointer.
-        let r = unsafe { raw::dm_get_device(self.ti.as_ptr(), path.as_ptr().cast(), mode, &mut dev) };
+        let r =
+            unsafe { raw::dm_get_device(self.ti.as_ptr(), path.as_ptr().cast(), mode, &mut dev) };
         if r != 0 {
             return Err(Error::from_errno(r));
         }
@@ -223,7 +233,13 @@ impl RawBio {
         let op = unsafe { raw::bow_bio_op(self.ptr()) };
         // SAFETY: these are constants defined in the glue.
         let (r, w, f, d, z) = unsafe {
-            (raw::BOW_OP_READ, raw::BOW_OP_WRITE, raw::BOW_OP_FLUSH, raw::BOW_OP_DISCARD, raw::BOW_OP_WRITE_ZEROES)
+            (
+                raw::BOW_OP_READ,
+                raw::BOW_OP_WRITE,
+                raw::BOW_OP_FLUSH,
+                raw::BOW_OP_DISCARD,
+                raw::BOW_OP_WRITE_ZEROES,
+            )
         };
         match op {
             x if x == r => Op::Read,
@@ -361,7 +377,11 @@ unsafe impl Send for BioList {}
 impl BioList {
     /// An empty list.
     pub(crate) const fn new() -> Self {
-        Self { head: core::ptr::null_mut(), tail: core::ptr::null_mut(), len: 0 }
+        Self {
+            head: core::ptr::null_mut(),
+            tail: core::ptr::null_mut(),
+            len: 0,
+        }
     }
 
     /// How many bios are on the list.
@@ -454,7 +474,10 @@ impl fmt::Write for StatusBuf<'_> {
         // Keep one byte for the terminating NUL.
         let room = self.buf.len().saturating_sub(self.pos + 1);
         let n = s.len().min(room);
-        if let (Some(dst), Some(src)) = (self.buf.get_mut(self.pos..self.pos + n), s.as_bytes().get(..n)) {
+        if let (Some(dst), Some(src)) = (
+            self.buf.get_mut(self.pos..self.pos + n),
+            s.as_bytes().get(..n),
+        ) {
             dst.copy_from_slice(src);
             self.pos += n;
         }
@@ -498,6 +521,12 @@ pub(crate) struct TargetRef {
     ti: NonNull<raw::dm_target>,
 }
 
+/// device-mapper's `resume` hook for targets of type `T`.
+///
+/// # Safety
+///
+/// `ti` is a target constructed by `ctr_thunk::<T>` whose `dtr` has not run:
+/// device-mapper calls `resume` only between a successful `ctr` and `dtr`.
 unsafe extern "C" fn resume_thunk<T: Target>(ti: *mut raw::dm_target) {
     // SAFETY: only called on constructed targets.
     let t = unsafe { private::<T>(ti) };
@@ -539,12 +568,19 @@ impl<T: SysfsFiles> Sysfs<T> {
         // SAFETY: `ti` is live and its table is bound to a mapped device by resume time; `p`
         // stays valid while the directory exists, since `owner` is kept until after its removal.
         let r = unsafe {
-            raw::bow_sysfs_create(ti.ti.as_ptr(), p.cast(), Some(sysfs_show_thunk::<T>), Some(sysfs_store_thunk::<T>))
+            raw::bow_sysfs_create(
+                ti.ti.as_ptr(),
+                p.cast(),
+                Some(sysfs_show_thunk::<T>),
+                Some(sysfs_store_thunk::<T>),
+            )
         };
         // SAFETY: checking an ERR_PTR value.
         if unsafe { bindings::IS_ERR(r.cast()) } {
             // SAFETY: as above.
-            return Err(Error::from_errno(unsafe { bindings::PTR_ERR(r.cast()) } as i32));
+            return Err(Error::from_errno(
+                unsafe { bindings::PTR_ERR(r.cast()) } as i32
+            ));
         }
         let raw = NonNull::new(r).ok_or(code::ENOMEM)?;
         // INVARIANT: created with `&*owner`, which is kept in the object.
@@ -634,7 +670,9 @@ impl IoClient {
         // SAFETY: checking an ERR_PTR value.
         if unsafe { bindings::IS_ERR(p.cast()) } {
             // SAFETY: as above.
-            return Err(Error::from_errno(unsafe { bindings::PTR_ERR(p.cast()) } as i32));
+            return Err(Error::from_errno(
+                unsafe { bindings::PTR_ERR(p.cast()) } as i32
+            ));
         }
         NonNull::new(p).map(Self).ok_or(code::ENOMEM)
     }
@@ -642,7 +680,14 @@ impl IoClient {
     /// Reads or writes the first `len` bytes of `buf` at `sector` of `dev`,
     /// waiting for completion. `len` must be a multiple of 512 within `buf`.
     /// A `KVec` is kmalloc'ed memory, which dm-io's `DM_IO_KMEM` requires.
-    pub(crate) fn sync(&self, dev: &DmDev, sector: u64, buf: &mut KVec<u8>, len: usize, kind: IoKind) -> Result {
+    pub(crate) fn sync(
+        &self,
+        dev: &DmDev,
+        sector: u64,
+        buf: &mut KVec<u8>,
+        len: usize,
+        kind: IoKind,
+    ) -> Result {
         if len == 0 || len % 512 != 0 || len > buf.len() {
             return Err(code::EINVAL);
         }
@@ -658,7 +703,14 @@ impl IoClient {
         // SAFETY: the client and device are live; `buf` is valid for `len` bytes for the whole
         // (synchronous) call, and a `KVec`'s storage comes from kmalloc, as DM_IO_KMEM requires.
         let r = unsafe {
-            raw::bow_io_sync(self.0.as_ptr(), dev.bdev().cast(), sector, buf.as_mut_ptr().cast(), len32, opf)
+            raw::bow_io_sync(
+                self.0.as_ptr(),
+                dev.bdev().cast(),
+                sector,
+                buf.as_mut_ptr().cast(),
+                len32,
+                opf,
+            )
         };
         if r == 0 {
             Ok(())
@@ -769,7 +821,13 @@ pub(crate) enum Deferred {
 impl<T: Unplug> PlugHook<T> {
     /// Wraps `owner`.
     pub(crate) fn new(owner: T) -> Result<Self> {
-        let b = KBox::new(PlugHookInner { pending: InFlight::new(), owner }, GFP_KERNEL)?;
+        let b = KBox::new(
+            PlugHookInner {
+                pending: InFlight::new(),
+                owner,
+            },
+            GFP_KERNEL,
+        )?;
         // INVARIANT: from `KBox::into_raw`.
         Ok(Self(NonNull::from(KBox::leak(b))))
     }
@@ -808,6 +866,12 @@ impl<T: Unplug> Drop for PlugHook<T> {
     }
 }
 
+/// The block plug callback armed by [`PlugHook::defer`].
+///
+/// # Safety
+///
+/// `owner` is the `PlugHookInner<T>` that `PlugHook::defer` armed the
+/// callback with; its `pending` count keeps it live until this returns.
 unsafe extern "C" fn unplug_thunk<T: Unplug>(owner: *const kernel::ffi::c_void) {
     // SAFETY: `owner` is the `PlugHookInner<T>` armed in `PlugHook::defer`, kept live by `pending`.
     let inner = unsafe { &*owner.cast::<PlugHookInner<T>>() };
@@ -824,7 +888,17 @@ unsafe fn private<'a, T: Target>(ti: *mut raw::dm_target) -> &'a T {
     unsafe { &*(*ti).private.cast::<T>() }
 }
 
-unsafe extern "C" fn ctr_thunk<T: Target>(ti: *mut raw::dm_target, argc: c_uint, argv: *mut *mut c_char) -> c_int {
+/// device-mapper's `ctr` hook for targets of type `T`.
+///
+/// # Safety
+///
+/// `ti` is the live target being constructed, and `argv` holds `argc`
+/// NUL-terminated strings, as device-mapper passes a table line's arguments.
+unsafe extern "C" fn ctr_thunk<T: Target>(
+    ti: *mut raw::dm_target,
+    argc: c_uint,
+    argv: *mut *mut c_char,
+) -> c_int {
     let Some(nn) = NonNull::new(ti) else {
         return code::EINVAL.to_errno();
     };
@@ -845,6 +919,12 @@ unsafe extern "C" fn ctr_thunk<T: Target>(ti: *mut raw::dm_target, argc: c_uint,
     }
 }
 
+/// device-mapper's `dtr` hook for targets of type `T`.
+///
+/// # Safety
+///
+/// `ti` is live, and its `private` is null or the `KBox<T>` that
+/// `ctr_thunk::<T>` leaked; device-mapper calls no hook of it after `dtr`.
 unsafe extern "C" fn dtr_thunk<T: Target>(ti: *mut raw::dm_target) {
     // SAFETY: `dtr` is only called on targets whose `ctr` succeeded.
     let p = unsafe { (*ti).private.cast::<T>() };
@@ -856,7 +936,17 @@ unsafe extern "C" fn dtr_thunk<T: Target>(ti: *mut raw::dm_target) {
     }
 }
 
-unsafe extern "C" fn map_thunk<T: Target>(ti: *mut raw::dm_target, bio: *mut bindings::bio) -> c_int {
+/// device-mapper's `map` hook for targets of type `T`.
+///
+/// # Safety
+///
+/// `ti` is a target constructed by `ctr_thunk::<T>` whose `dtr` has not run,
+/// and `bio` is a live bio that device-mapper hands to the target, which
+/// owns it until it is remapped, submitted or ended.
+unsafe extern "C" fn map_thunk<T: Target>(
+    ti: *mut raw::dm_target,
+    bio: *mut bindings::bio,
+) -> c_int {
     // SAFETY: `map` is only called on constructed targets.
     let t = unsafe { private::<T>(ti) };
     let Some(nn) = NonNull::new(bio.cast::<bindings::bio>()) else {
@@ -871,6 +961,12 @@ unsafe extern "C" fn map_thunk<T: Target>(ti: *mut raw::dm_target, bio: *mut bin
     }
 }
 
+/// device-mapper's `end_io` hook for targets of type `T`.
+///
+/// # Safety
+///
+/// `ti` is as for `map_thunk`, and `bio` is null or a bio that went through
+/// `map_thunk::<T>` and is completing.
 unsafe extern "C" fn end_io_thunk<T: Target>(
     ti: *mut raw::dm_target,
     bio: *mut bindings::bio,
@@ -881,11 +977,17 @@ unsafe extern "C" fn end_io_thunk<T: Target>(
     if !bio.is_null() {
         // SAFETY: the bio went through `map_thunk`, which set its tag word.
         let tag = unsafe { *raw::bow_bio_tag(bio.cast()) };
-        t.end_io(tag as usize);
+        t.end_io(tag);
     }
     raw::DM_ENDIO_DONE as c_int
 }
 
+/// device-mapper's `status` hook for targets of type `T`.
+///
+/// # Safety
+///
+/// `ti` is as for `map_thunk`, and `result` points to `maxlen` writable
+/// bytes.
 unsafe extern "C" fn status_thunk<T: Target>(
     ti: *mut raw::dm_target,
     kind: raw::status_type_t,
@@ -910,6 +1012,12 @@ unsafe extern "C" fn status_thunk<T: Target>(
     t.status(kind, &mut out);
 }
 
+/// device-mapper's `message` hook for targets of type `T`.
+///
+/// # Safety
+///
+/// `ti` is as for `map_thunk`, `argv` holds `argc` NUL-terminated strings,
+/// and `result` points to `maxlen` writable bytes.
 unsafe extern "C" fn message_thunk<T: Target>(
     ti: *mut raw::dm_target,
     argc: c_uint,
@@ -936,6 +1044,12 @@ unsafe extern "C" fn message_thunk<T: Target>(
     }
 }
 
+/// device-mapper's `iterate_devices` hook for targets of type `T`.
+///
+/// # Safety
+///
+/// `ti` is as for `map_thunk`, and `callout` is device-mapper's, to be
+/// called with `data`.
 unsafe extern "C" fn iterate_devices_thunk<T: Target>(
     ti: *mut raw::dm_target,
     callout: raw::iterate_devices_callout_fn,
@@ -950,7 +1064,16 @@ unsafe extern "C" fn iterate_devices_thunk<T: Target>(
     unsafe { f(ti, t.device().dev.as_ptr(), 0, len, data) }
 }
 
-unsafe extern "C" fn io_hints_thunk<T: Target>(ti: *mut raw::dm_target, limits: *mut bindings::queue_limits) {
+/// device-mapper's `io_hints` hook for targets of type `T`.
+///
+/// # Safety
+///
+/// `ti` is as for `map_thunk`, and `limits` points to the queue limits
+/// being stacked, writable for the duration of the call.
+unsafe extern "C" fn io_hints_thunk<T: Target>(
+    ti: *mut raw::dm_target,
+    limits: *mut bindings::queue_limits,
+) {
     // SAFETY: only called on constructed targets.
     let t = unsafe { private::<T>(ti) };
     if !limits.is_null() {
@@ -975,7 +1098,11 @@ unsafe impl Sync for Registration {}
 
 impl Registration {
     /// Registers target type `name` with hooks from `T`.
-    pub(crate) fn new<T: Target>(name: &'static CStr, version: [u32; 3], module: &'static ThisModule) -> Result<Self> {
+    pub(crate) fn new<T: Target>(
+        name: &'static CStr,
+        version: [u32; 3],
+        module: &'static ThisModule,
+    ) -> Result<Self> {
         let mut tt = KBox::new(raw::target_type::default(), GFP_KERNEL)?;
         tt.name = name.as_ptr().cast();
         tt.version = version;

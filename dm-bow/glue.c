@@ -140,8 +140,6 @@ struct bow_sysfs {
 	bow_sysfs_store_fn store;
 };
 
-void dm_kobject_release(struct kobject *kobj);
-
 static struct bow_sysfs *bow_sysfs_of(struct kobject *kobj)
 {
 	return container_of(kobj, struct bow_sysfs, holder.kobj);

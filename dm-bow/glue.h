@@ -92,7 +92,22 @@ void bow_inflight_wait_zero(atomic_long_t *v);
  */
 int bow_plug_defer(const void *owner, void (*fn)(const void *owner));
 
+/*
+ * device-mapper's release for kobjects embedded in a dm_kobject_holder
+ * (exported, but declared only in drivers/md/dm-core.h, which is not a
+ * public header)
+ */
+struct kobject;
+void dm_kobject_release(struct kobject *kobj);
+
 /* KUnit */
 void bow_kunit_fail(struct kunit *test, const char *msg);
+
+/* the KUnit cases, defined in Rust (kunit_cases.rs), listed in kunit.c */
+void bow_kunit_crc_matches_kernel(struct kunit *test);
+void bow_kunit_table_grammar(struct kunit *test);
+void bow_kunit_log_block_roundtrip(struct kunit *test);
+void bow_kunit_state_machine(struct kunit *test);
+void bow_kunit_status_buffer(struct kunit *test);
 
 #endif

@@ -4,12 +4,7 @@
  * run the module's own code inside the kernel; this file only lists them.
  */
 #include <kunit/test.h>
-
-void bow_kunit_crc_matches_kernel(struct kunit *test);
-void bow_kunit_table_grammar(struct kunit *test);
-void bow_kunit_log_block_roundtrip(struct kunit *test);
-void bow_kunit_state_machine(struct kunit *test);
-void bow_kunit_status_buffer(struct kunit *test);
+#include "glue.h"
 
 static struct kunit_case bow_kunit_cases[] = {
 	KUNIT_CASE(bow_kunit_crc_matches_kernel),

@@ -42,11 +42,17 @@ fn fill(buf: &mut [u8], mut x: u64) {
 
 fn crc_matches_kernel() -> Outcome {
     let mut buf = KVec::from_elem(0u8, 4096, GFP_KERNEL).map_err(|_| c"allocation failed")?;
-    for (i, seed) in [0u32, 1, 7, 0xffff_ffff, 123_456_789].into_iter().enumerate() {
+    for (i, seed) in [0u32, 1, 7, 0xffff_ffff, 123_456_789]
+        .into_iter()
+        .enumerate()
+    {
         fill(&mut buf, 0x9e37_79b9_7f4a_7c15 ^ i as u64);
         for len in [0usize, 1, 3, 511, 512, 4096] {
             let data = buf.get(..len).ok_or(c"slice")?;
-            check(crc32(seed, data) == kernel_crc32_le(seed, data), c"crc32 differs from the kernel's crc32_le")?;
+            check(
+                crc32(seed, data) == kernel_crc32_le(seed, data),
+                c"crc32 differs from the kernel's crc32_le",
+            )?;
         }
     }
     Ok(())
@@ -58,23 +64,41 @@ fn words(s: &'static [u8]) -> impl Iterator<Item = &'static [u8]> {
 
 fn table_grammar() -> Outcome {
     let good = parse_args(words(b"253:0 1 block_size:4096")).map_err(|_| c"good table refused")?;
-    check(good.block_size == Some(4096) && good.device == b"253:0", c"good table misparsed")?;
+    check(
+        good.block_size == Some(4096) && good.device == b"253:0",
+        c"good table misparsed",
+    )?;
     let cases: [(&[u8], TableError); 6] = [
         (b"", TableError::ArgCount),
         (b"d 2 block_size:4096", TableError::ArgCount),
         (b"d 1 what", TableError::UnknownOption),
-        (b"d 2 block_size:512 block_size:512", TableError::DuplicateOption),
+        (
+            b"d 2 block_size:512 block_size:512",
+            TableError::DuplicateOption,
+        ),
         (b"d 1 block_size:x", TableError::BadNumber),
         (b"d 1 block_size:1000", TableError::BadBlockSize),
     ];
     for (line, want) in cases {
-        check(parse_args(words_dyn(line)) == Err(want), c"bad table got the wrong error")?;
+        check(
+            parse_args(words_dyn(line)) == Err(want),
+            c"bad table got the wrong error",
+        )?;
     }
     let g = check_geometry(&good, 512, 8 * 100, true).map_err(|_| c"geometry refused")?;
     check(g.blocks == 100 && g.block_size == 4096, c"geometry wrong")?;
-    check(check_geometry(&good, 512, 8 * 100 + 1, true) == Err(TableError::LengthNotMultiple), c"unaligned length accepted")?;
-    check(check_geometry(&good, 512, 16, true) == Err(TableError::TooSmall), c"2-block target accepted")?;
-    check(check_geometry(&good, 512, 800, false) == Err(TableError::ReadOnly), c"read-only accepted")?;
+    check(
+        check_geometry(&good, 512, 8 * 100 + 1, true) == Err(TableError::LengthNotMultiple),
+        c"unaligned length accepted",
+    )?;
+    check(
+        check_geometry(&good, 512, 16, true) == Err(TableError::TooSmall),
+        c"2-block target accepted",
+    )?;
+    check(
+        check_geometry(&good, 512, 800, false) == Err(TableError::ReadOnly),
+        c"read-only accepted",
+    )?;
     Ok(())
 }
 
@@ -88,8 +112,14 @@ fn log_block_roundtrip() -> Outcome {
     let mut h = LogHeader::new(4096, 2, 1024);
     let n = entries_per_block(4096);
     for i in 0..n {
-        let e = LogEntry { source: u64::from(i) * 8, dest: 4096 + u64::from(i) * 8, size: 4096, checksum: i };
-        e.encode_at(&mut block, i).map_err(|_| c"entry did not fit")?;
+        let e = LogEntry {
+            source: u64::from(i) * 8,
+            dest: 4096 + u64::from(i) * 8,
+            size: 4096,
+            checksum: i,
+        };
+        e.encode_at(&mut block, i)
+            .map_err(|_| c"entry did not fit")?;
     }
     h.count = n;
     h.encode(&mut block).map_err(|_| c"header did not fit")?;
@@ -97,30 +127,60 @@ fn log_block_roundtrip() -> Outcome {
     let back = LogHeader::decode(&block).map_err(|_| c"header did not decode")?;
     check(back == h, c"header changed in the round trip")?;
     let last = LogEntry::decode_at(&block, n - 1).map_err(|_| c"entry did not decode")?;
-    check(last.source == u64::from(n - 1) * 8 && last.checksum == n - 1, c"entry changed in the round trip")?;
-    check(LogEntry::encode_at(&last, &mut block, n + 1).is_err(), c"entry past the block accepted")?;
+    check(
+        last.source == u64::from(n - 1) * 8 && last.checksum == n - 1,
+        c"entry changed in the round trip",
+    )?;
+    check(
+        LogEntry::encode_at(&last, &mut block, n + 1).is_err(),
+        c"entry past the block accepted",
+    )?;
     Ok(())
 }
 
 fn state_machine() -> Outcome {
-    check(state_write(b"1\n", State::Trim) == Ok(State::Checkpoint), c"0->1 refused")?;
-    check(state_write(b"2", State::Trim) == Err(StateError::NotNext), c"0->2 accepted")?;
-    check(state_write(b"1", State::Checkpoint) == Err(StateError::AlreadyThere), c"1->1 accepted")?;
-    check(state_write(b"x", State::Checkpoint) == Err(StateError::Malformed), c"garbage accepted")?;
-    check(Message::parse(words(b"commit")) == Some(Message::Commit), c"commit message refused")?;
-    check(Message::parse(words(b"rollback")).is_none(), c"unknown message accepted")?;
+    check(
+        state_write(b"1\n", State::Trim) == Ok(State::Checkpoint),
+        c"0->1 refused",
+    )?;
+    check(
+        state_write(b"2", State::Trim) == Err(StateError::NotNext),
+        c"0->2 accepted",
+    )?;
+    check(
+        state_write(b"1", State::Checkpoint) == Err(StateError::AlreadyThere),
+        c"1->1 accepted",
+    )?;
+    check(
+        state_write(b"x", State::Checkpoint) == Err(StateError::Malformed),
+        c"garbage accepted",
+    )?;
+    check(
+        Message::parse(words(b"commit")) == Some(Message::Commit),
+        c"commit message refused",
+    )?;
+    check(
+        Message::parse(words(b"rollback")).is_none(),
+        c"unknown message accepted",
+    )?;
     Ok(())
 }
 
 fn status_buffer() -> Outcome {
     let mut small = [0xffu8; 8];
     let mut out = StatusBuf::new(&mut small);
-    check(write!(out, "state=checkpoint").is_err(), c"overflow not reported")?;
+    check(
+        write!(out, "state=checkpoint").is_err(),
+        c"overflow not reported",
+    )?;
     check(out.as_bytes() == b"state=c", c"truncated status wrong")?;
     check(small[7] == 0, c"status not NUL-terminated")?;
     let mut big = [0u8; 64];
     let mut out = StatusBuf::new(&mut big);
-    check(write!(out, "a={} b={}", 1, 2).is_ok(), c"status write failed")?;
+    check(
+        write!(out, "a={} b={}", 1, 2).is_ok(),
+        c"status write failed",
+    )?;
     check(out.as_bytes() == b"a=1 b=2", c"status text wrong")?;
     Ok(())
 }

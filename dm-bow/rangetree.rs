@@ -30,7 +30,11 @@ pub(crate) struct RangeTree {
 impl RangeTree {
     /// An empty tree with room for its spare nodes.
     pub(crate) fn new() -> Result<Self> {
-        Ok(Self { tree: RBTree::new(), spare: KVec::with_capacity(SPARES * 2, GFP_KERNEL)?, extents: 0 })
+        Ok(Self {
+            tree: RBTree::new(),
+            spare: KVec::with_capacity(SPARES * 2, GFP_KERNEL)?,
+            extents: 0,
+        })
     }
 
     /// How many spare nodes are short of [`SPARES`].
@@ -70,7 +74,11 @@ impl RangeTree {
     /// Calls `f` with every extent, in order.
     pub(crate) fn for_each(&self, mut f: impl FnMut(Extent)) {
         for (last, v) in self.tree.iter() {
-            f(Extent { start: v.start, end: *last + 1, kind: v.kind });
+            f(Extent {
+                start: v.start,
+                end: *last + 1,
+                kind: v.kind,
+            });
         }
     }
 }
@@ -88,7 +96,11 @@ impl Store for RangeTree {
     fn containing(&mut self, block: u64) -> Option<Extent> {
         let c = self.tree.cursor_lower_bound(&block)?;
         let (last, v) = c.current();
-        (v.start <= block).then_some(Extent { start: v.start, end: *last + 1, kind: v.kind })
+        (v.start <= block).then_some(Extent {
+            start: v.start,
+            end: *last + 1,
+            kind: v.kind,
+        })
     }
 
     fn remove_containing(&mut self, block: u64) -> Option<Extent> {
@@ -107,7 +119,13 @@ impl Store for RangeTree {
             return Ok(());
         }
         let r = vec_pop(&mut self.spare).ok_or(NoNode)?;
-        self.tree.insert(r.into_node(e.end - 1, Value { start: e.start, kind: e.kind }));
+        self.tree.insert(r.into_node(
+            e.end - 1,
+            Value {
+                start: e.start,
+                kind: e.kind,
+            },
+        ));
         self.extents += 1;
         Ok(())
     }

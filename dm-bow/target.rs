@@ -29,8 +29,9 @@ use crate::bow_core::rangemap::{self, Kind};
 use crate::bow_core::state::{Counters, Message, State, StatusIma, StatusInfo};
 use crate::bow_core::table::{self, Geometry, TableError};
 use crate::ffi::{
-    Args, Bio, BioList, CtrError, Deferred, DmDev, HeldBio, InFlight, IoClient, IoKind, Mapped, Op, PlugHook,
-    StatusBuf, StatusKind, Sysfs, SysfsFiles, Target, TargetRef, TargetSetup, Unplug, WorkQueue,
+    Args, Bio, BioList, CtrError, Deferred, DmDev, HeldBio, InFlight, IoClient, IoKind, Mapped, Op,
+    PlugHook, StatusBuf, StatusKind, Sysfs, SysfsFiles, Target, TargetRef, TargetSetup, Unplug,
+    WorkQueue,
 };
 use crate::rangetree::{alloc_spares, RangeTree, SPARES};
 use core::fmt::Write;
@@ -124,7 +125,9 @@ impl Inner {
     /// planned and not yet durable, so a log write never fails for want of
     /// space.
     fn log_reserve(&self, epb: u32) -> u64 {
-        self.log.as_ref().map_or(0, |l| chain_blocks(l.header.count, l.unlogged, epb))
+        self.log
+            .as_ref()
+            .map_or(0, |l| chain_blocks(l.header.count, l.unlogged, epb))
     }
 }
 
@@ -413,7 +416,10 @@ impl Shared {
                         }
                     }
                     self.writes0.inc();
-                    Route::Remap { sector, tag: TAG_WRITE0 }
+                    Route::Remap {
+                        sector,
+                        tag: TAG_WRITE0,
+                    }
                 }
             },
             State::Checkpoint => {
@@ -434,7 +440,10 @@ impl Shared {
                         return Route::Remap { sector: to, tag: 0 };
                     }
                     self.block0_writes.inc();
-                    return Route::Remap { sector: to, tag: TAG_BLOCK0 };
+                    return Route::Remap {
+                        sector: to,
+                        tag: TAG_BLOCK0,
+                    };
                 }
                 if op == Op::Read {
                     return plain;
@@ -459,10 +468,13 @@ impl Shared {
                     }
                     let mut cur = first;
                     while cur < end {
-                        let Some(e) = rangemap::Store::containing(&mut g.map, cur) else { break };
+                        let Some(e) = rangemap::Store::containing(&mut g.map, cur) else {
+                            break;
+                        };
                         let e_end = e.end.min(end);
                         if e.kind == Kind::Claimed {
-                            if !g.map.ready() || self.assign(g, cur, e_end, Kind::Changed).is_err() {
+                            if !g.map.ready() || self.assign(g, cur, e_end, Kind::Changed).is_err()
+                            {
                                 return Route::NeedNodes;
                             }
                         }
@@ -543,26 +555,34 @@ impl Target for Bow {
     fn new(ti: &mut TargetSetup, args: Args<'_>) -> Result<KBox<Self>, CtrError> {
         let parsed = table::parse_args(args.bytes()).map_err(table_error)?;
         let path = args.get(0).ok_or(table_error(TableError::ArgCount))?;
-        let dev = ti
-            .get_device(path)
-            .map_err(|errno| CtrError { errno, msg: TableError::DeviceLookup.message() })?;
+        let dev = ti.get_device(path).map_err(|errno| CtrError {
+            errno,
+            msg: TableError::DeviceLookup.message(),
+        })?;
         let writable = ti.table_writable() && !dev.read_only();
-        let geometry =
-            table::check_geometry(&parsed, dev.logical_block_size(), ti.len(), writable).map_err(table_error)?;
-        let nomem = CtrError { errno: code::ENOMEM, msg: c"Cannot allocate memory" };
+        let geometry = table::check_geometry(&parsed, dev.logical_block_size(), ti.len(), writable)
+            .map_err(table_error)?;
+        let nomem = CtrError {
+            errno: code::ENOMEM,
+            msg: c"Cannot allocate memory",
+        };
         if live::has(dev.devt()) {
             return Err(CtrError {
                 errno: code::EBUSY,
                 msg: c"Device has a live bow target in checkpoint state: a new table would lose the checkpoint; commit or remove it first",
             });
         }
-        let ioerr = |errno| CtrError { errno, msg: c"Cannot read block 0 of the device" };
+        let ioerr = |errno| CtrError {
+            errno,
+            msg: c"Cannot read block 0 of the device",
+        };
         let io = IoClient::new().map_err(|_| nomem)?;
 
         // Refuse to hide an unrestored log (spec 1): the filesystem would see
         // the log instead of its block 0, and a new checkpoint would destroy
         // the only record of the old one.
-        let mut b0 = KVec::from_elem(0u8, geometry.block_size as usize, GFP_KERNEL).map_err(|_| nomem)?;
+        let mut b0 =
+            KVec::from_elem(0u8, geometry.block_size as usize, GFP_KERNEL).map_err(|_| nomem)?;
         let n = b0.len();
         io.sync(&dev, 0, &mut b0, n, IoKind::Read).map_err(ioerr)?;
         if holds_log(&b0) && !parsed.ignore_log {
@@ -577,7 +597,9 @@ impl Target for Bow {
             if i > 0 {
                 table_line.push(b' ', GFP_KERNEL).map_err(|_| nomem)?;
             }
-            table_line.extend_from_slice(w, GFP_KERNEL).map_err(|_| nomem)?;
+            table_line
+                .extend_from_slice(w, GFP_KERNEL)
+                .map_err(|_| nomem)?;
         }
 
         let spb = u64::from(geometry.block_size / 512);
@@ -651,11 +673,26 @@ impl Target for Bow {
         }
         ti.set_discards(true);
         let deferred = AtomicUsize::new(0);
-        let pool = PlugHook::new(Pool { wq, workers, deferred }).map_err(|_| nomem)?;
+        let pool = PlugHook::new(Pool {
+            wq,
+            workers,
+            deferred,
+        })
+        .map_err(|_| nomem)?;
         let pool = Arc::new(pool, GFP_KERNEL).map_err(|_| nomem)?;
         let ctl = Arc::new(Control { shared, pool }, GFP_KERNEL).map_err(|_| nomem)?;
-        let sysfs = KBox::pin_init(new_mutex!(None, "bow::sysfs"), GFP_KERNEL).map_err(|_| nomem)?;
-        KBox::new(Self { ctl, sysfs, geometry, table_line }, GFP_KERNEL).map_err(|_| nomem)
+        let sysfs =
+            KBox::pin_init(new_mutex!(None, "bow::sysfs"), GFP_KERNEL).map_err(|_| nomem)?;
+        KBox::new(
+            Self {
+                ctl,
+                sysfs,
+                geometry,
+                table_line,
+            },
+            GFP_KERNEL,
+        )
+        .map_err(|_| nomem)
     }
 
     fn map(&self, mut bio: Bio) -> Mapped {
@@ -710,7 +747,11 @@ impl Target for Bow {
             counters.log_sequence = l.header.sequence;
             counters.log_entries = l.header.count;
         }
-        let info = StatusInfo { state: g.state, block_size: s.bs, counters };
+        let info = StatusInfo {
+            state: g.state,
+            block_size: s.bs,
+            counters,
+        };
         let extents = g.map.extents();
         drop(g);
         // A status that does not fit is cut short; device-mapper shows what fits.
@@ -739,7 +780,9 @@ impl Target for Bow {
                 // buffer: writing stops at the first that does not fit.
                 if let Some(ranges) = g.free_at_checkpoint.clone() {
                     drop(g);
-                    let _ = ranges.iter().try_for_each(|&(start, len)| write!(out, "{}+{} ", start, len));
+                    let _ = ranges
+                        .iter()
+                        .try_for_each(|&(start, len)| write!(out, "{}+{} ", start, len));
                 } else if g.state == State::Trim {
                     // The live map: it changes with every discard, so under the lock.
                     let mut r = Ok(());
@@ -751,7 +794,10 @@ impl Target for Bow {
                 }
                 Ok(true)
             }
-            Some(m) => self.ctl.change_state(m.target().ok_or(code::EINVAL)?).map(|()| false),
+            Some(m) => self
+                .ctl
+                .change_state(m.target().ok_or(code::EINVAL)?)
+                .map(|()| false),
         }
     }
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project and ends with one line: N passed, N failed.
-#   1. host: cargo test of the workspace (shared core, bowctl)
+#   1. host: cargo test of the workspace (shared core, bowctl), then the lint
+#      (ci/lint.sh: kernel rustfmt and CLIPPY=1, checkpatch, shellcheck,
+#      cargo fmt and clippy), each tool one check
 #   2. kernel: builds the test kernel (cached) and the module
 #   3. VM: boots it once with every scenario; KUnit runs when the module loads
 #   4. crash campaign: the host replays the crash states the `crash` scenario
@@ -13,7 +15,7 @@
 # Installs what it needs first (ci/setup.sh).
 set -uo pipefail
 . "$(dirname "$0")/../ci/lib.sh"
-cd "$BOW_ROOT"
+cd "$BOW_ROOT" || exit 1
 
 bash ci/setup.sh || die "setup failed"
 
@@ -58,6 +60,11 @@ if [ "$cargo_status" != 0 ] && ! grep -q '^test result: FAILED' "$cargo_out"; th
     echo "cargo test did not run (build failure?)" | tee -a "$report"
     failed=$((failed + 1))
 fi
+
+# --- lint ------------------------------------------------------------------
+log "lint (ci/lint.sh)"
+if bash ci/lint.sh; then lint_status=0; else lint_status=$?; fi
+add_tsv "lint" "$BOW_ROOT/target/lint/results.tsv" "$lint_status"
 
 # --- VM tests --------------------------------------------------------------
 # Scenarios marked "# multiboot" need several boots; step 5 runs them.

@@ -96,7 +96,9 @@ impl WorkItem for Worker {
         let s = &this.shared;
         let mut bufs = this.bufs.lock();
         loop {
-            let Some(bio) = s.inner.lock().queue.pop() else { break };
+            let Some(bio) = s.inner.lock().queue.pop() else {
+                break;
+            };
             s.process(bio, &mut bufs);
             s.inner.lock().inflight -= 1;
             s.cond.notify_all();
@@ -191,8 +193,15 @@ impl Shared {
     /// Free blocks beyond what the log may need to chain for every entry
     /// not yet durable plus one more, and how many entries are not durable.
     fn room_for_entry(&self, g: &InnerGuard<'_>) -> (u64, u64) {
-        let (count, unlogged) = g.log.as_ref().map_or((0, 0), |l| (l.header.count, l.unlogged));
-        (g.free_blocks.saturating_sub(chain_blocks(count, unlogged + 1, self.epb)), unlogged)
+        let (count, unlogged) = g
+            .log
+            .as_ref()
+            .map_or((0, 0), |l| (l.header.count, l.unlogged));
+        (
+            g.free_blocks
+                .saturating_sub(chain_blocks(count, unlogged + 1, self.epb)),
+            unlogged,
+        )
     }
 
     /// Plans copies from `*cursor` on, until `last`, a busy block, or
@@ -250,7 +259,14 @@ impl Shared {
                     }
                     let n = stop - start;
                     self.assign(&mut g, start, stop, Kind::Busy)?;
-                    let job = Job { src: start, dst: start, n, was: Kind::Free, live0: false, zero: true };
+                    let job = Job {
+                        src: start,
+                        dst: start,
+                        n,
+                        was: Kind::Free,
+                        live0: false,
+                        zero: true,
+                    };
                     w.jobs.push(job, GFP_NOWAIT)?;
                     if let Some(l) = g.log.as_mut() {
                         l.unlogged += job.entries();
@@ -278,7 +294,11 @@ impl Shared {
                         return Ok(());
                     }
                     // Keep the live copy out of other jobs.
-                    let end = if *cursor < live0 && live0 < end { live0 } else { end };
+                    let end = if *cursor < live0 && live0 < end {
+                        live0
+                    } else {
+                        end
+                    };
                     let end = if is_live0 { *cursor + 1 } else { end };
                     // Keep back what the log may need to chain for every
                     // entry not yet durable, this one included.
@@ -297,14 +317,22 @@ impl Shared {
                     }
                     let want = (end - *cursor).min(max_blocks).min(avail);
                     let hint = g.free_hint;
-                    let Some((dst, n)) = rangemap::find_free(&mut g.map, self.blocks, hint, want) else {
+                    let Some((dst, n)) = rangemap::find_free(&mut g.map, self.blocks, hint, want)
+                    else {
                         return Err(code::ENOSPC);
                     };
                     // Both fit in the spares checked above.
                     self.assign(&mut g, dst, dst + n, Kind::Busy)?;
                     g.free_hint = dst + n;
                     self.assign(&mut g, *cursor, *cursor + n, Kind::Busy)?;
-                    let job = Job { src: *cursor, dst, n, was: e.kind, live0: is_live0, zero: false };
+                    let job = Job {
+                        src: *cursor,
+                        dst,
+                        n,
+                        was: e.kind,
+                        live0: is_live0,
+                        zero: false,
+                    };
                     w.jobs.push(job, GFP_NOWAIT)?;
                     if let Some(l) = g.log.as_mut() {
                         l.unlogged += job.entries();
@@ -351,22 +379,35 @@ impl Shared {
         for j in w.jobs.iter() {
             let bytes = (j.n * u64::from(self.bs)) as usize;
             if j.zero {
-                w.entries.push(LogEntry::zero(j.src * spb, bytes as u32), GFP_NOWAIT)?;
+                w.entries
+                    .push(LogEntry::zero(j.src * spb, bytes as u32), GFP_NOWAIT)?;
                 continue;
             }
-            self.io.sync(&self.dev, j.src * spb, &mut w.copy, bytes, IoKind::Read)?;
+            self.io
+                .sync(&self.dev, j.src * spb, &mut w.copy, bytes, IoKind::Read)?;
             let data = w.copy.get(..bytes).ok_or(code::EINVAL)?;
             // The kernel's crc32_le (accelerated where the CPU can), the same
             // function as the shared `crc32` (KUnit checks that they agree).
-            let checksum = if j.live0 { 0 } else { kernel_crc32_le(entry_seed(j.src * spb, self.bs), data) };
-            self.io.sync(&self.dev, j.dst * spb, &mut w.copy, bytes, IoKind::Write)?;
+            let checksum = if j.live0 {
+                0
+            } else {
+                kernel_crc32_le(entry_seed(j.src * spb, self.bs), data)
+            };
+            self.io
+                .sync(&self.dev, j.dst * spb, &mut w.copy, bytes, IoKind::Write)?;
             w.entries.push(
-                LogEntry { source: j.src * spb, dest: j.dst * spb, size: bytes as u32, checksum },
+                LogEntry {
+                    source: j.src * spb,
+                    dest: j.dst * spb,
+                    size: bytes as u32,
+                    checksum,
+                },
                 GFP_NOWAIT,
             )?;
             if j.live0 {
                 // Its new place holds data newer than the checkpoint from now on.
-                w.entries.push(LogEntry::zero(j.dst * spb, self.bs), GFP_NOWAIT)?;
+                w.entries
+                    .push(LogEntry::zero(j.dst * spb, self.bs), GFP_NOWAIT)?;
                 new_live0 = Some(j.dst);
             }
         }
@@ -384,14 +425,23 @@ impl Shared {
             if j.zero {
                 // Claimed: still free for backups, written without a log write.
                 if let Ok(mut g) = self.lock_ready() {
-                    let _ = self.assign(&mut g, j.src, j.src + j.n, if ok { Kind::Claimed } else { Kind::Free });
+                    let _ = self.assign(
+                        &mut g,
+                        j.src,
+                        j.src + j.n,
+                        if ok { Kind::Claimed } else { Kind::Free },
+                    );
                     if ok {
                         g.counters.claimed_bytes += j.n * u64::from(self.bs);
                     }
                 }
                 continue;
             }
-            let (src_kind, dst_kind) = if ok { (Kind::Changed, Kind::Backup) } else { (j.was, Kind::Free) };
+            let (src_kind, dst_kind) = if ok {
+                (Kind::Changed, Kind::Backup)
+            } else {
+                (j.was, Kind::Free)
+            };
             // If nodes cannot be had the map keeps the blocks busy, which is safe: writers wait.
             if let Ok(mut g) = self.lock_ready() {
                 let _ = self.assign(&mut g, j.src, j.src + j.n, src_kind);
@@ -450,7 +500,9 @@ impl Shared {
     /// one else is.
     fn await_log<'a>(&'a self, mut g: InnerGuard<'a>, mine: u64) -> Result {
         loop {
-            let Some(log) = g.log.as_mut() else { return Err(code::EIO) };
+            let Some(log) = g.log.as_mut() else {
+                return Err(code::EIO);
+            };
             if log.failed {
                 return Err(code::EIO);
             }
@@ -481,7 +533,9 @@ impl Shared {
                     _ => break,
                 }
             }
-            let Some(log) = g.log.as_mut() else { return Err(code::EIO) };
+            let Some(log) = g.log.as_mut() else {
+                return Err(code::EIO);
+            };
             let (Some(mut block), Some(mut batch)) = (log.block.take(), log.spare.take()) else {
                 log.failed = true;
                 return Err(code::EIO);
@@ -494,7 +548,9 @@ impl Shared {
             let r = self.write_log(&mut block, &mut header, &batch);
             vec_clear(&mut batch);
             g = self.inner.lock();
-            let Some(log) = g.log.as_mut() else { return Err(code::EIO) };
+            let Some(log) = g.log.as_mut() else {
+                return Err(code::EIO);
+            };
             log.block = Some(block);
             log.spare = Some(batch);
             log.writing = false;
@@ -506,7 +562,10 @@ impl Shared {
                 }
                 Err(e) => {
                     log.failed = true;
-                    pr_err!("bow: log write failed ({:?}); no further backups can be logged\n", e);
+                    pr_err!(
+                        "bow: log write failed ({:?}); no further backups can be logged\n",
+                        e
+                    );
                 }
             }
             // Durable entries, room in the queue, and a smaller reserve for
@@ -529,20 +588,31 @@ impl Shared {
                     self.take_free_block(&mut g)?
                 };
                 h.encode(block).map_err(|_| code::EINVAL)?;
-                self.io.sync(&self.dev, c * self.spb, block, self.bs as usize, IoKind::Write)?;
+                self.io.sync(
+                    &self.dev,
+                    c * self.spb,
+                    block,
+                    self.bs as usize,
+                    IoKind::Write,
+                )?;
                 let checksum = kernel_crc32_le(0, block);
                 block.iter_mut().for_each(|b| *b = 0);
                 *h = LogHeader::new(self.bs, h.sequence + 1, h.sector0);
-                LogEntry { source: 0, dest: c * self.spb, size: self.bs, checksum }
-                    .encode_at(block, 0)
-                    .map_err(|_| code::EINVAL)?;
+                LogEntry {
+                    source: 0,
+                    dest: c * self.spb,
+                    size: self.bs,
+                    checksum,
+                }
+                .encode_at(block, 0)
+                .map_err(|_| code::EINVAL)?;
                 h.count = 1;
             }
             e.encode_at(block, h.count).map_err(|_| code::EINVAL)?;
             h.count += 1;
         }
         h.encode(block).map_err(|_| code::EINVAL)?;
-        self.io.sync(&self.dev, 0, block, self.bs as usize, IoKind::WriteFlushFua)
+        self.io
+            .sync(&self.dev, 0, block, self.bs as usize, IoKind::WriteFlushFua)
     }
 }
-

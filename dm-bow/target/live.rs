@@ -18,7 +18,11 @@ static LIVE: [AtomicU32; SLOTS] = [const { AtomicU32::new(0) }; SLOTS];
 
 /// Records `dev` (a nonzero `dev_t`). Returns false when the set is full.
 pub(super) fn add(dev: u32) -> bool {
-    dev != 0 && LIVE.iter().any(|s| s.compare_exchange(0, dev, Ordering::SeqCst, Ordering::SeqCst).is_ok())
+    dev != 0
+        && LIVE.iter().any(|s| {
+            s.compare_exchange(0, dev, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        })
 }
 
 /// Forgets `dev`.

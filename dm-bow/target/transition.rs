@@ -12,8 +12,8 @@
 //! all the same.
 
 use super::*;
-use crate::ffi::kernel_crc32_le;
 use crate::bow_core::state as st;
+use crate::ffi::kernel_crc32_le;
 
 impl Shared {
     /// Moves to `want`. Returns the result and how many held bios went to the
@@ -80,12 +80,21 @@ impl Shared {
         drop(g);
         let undo = |blocks: &[u64]| {
             if let Ok(mut g) = self.lock_ready() {
-                g.map.rekind(|k| if k == Kind::Unchanged { Kind::Used } else { k });
+                g.map
+                    .rekind(|k| if k == Kind::Unchanged { Kind::Used } else { k });
             }
             for &b in blocks {
                 let _ = self.assign_now(b, b + 1, Kind::Free);
             }
-            let _ = self.assign_now(0, 1, if block0_was == Kind::Free { Kind::Free } else { Kind::Used });
+            let _ = self.assign_now(
+                0,
+                1,
+                if block0_was == Kind::Free {
+                    Kind::Free
+                } else {
+                    Kind::Used
+                },
+            );
         };
         let taken = (|| -> Result<(u64, u64)> {
             let mut g = self.lock_ready()?;
@@ -118,19 +127,29 @@ impl Shared {
             let bs = data.len();
             self.io.sync(&self.dev, 0, &mut data, bs, IoKind::Read)?;
             let crc = kernel_crc32_le(0, &data);
-            self.io.sync(&self.dev, a * spb, &mut data, bs, IoKind::Write)?;
-            self.io.sync(&self.dev, l * spb, &mut data, bs, IoKind::Write)?;
+            self.io
+                .sync(&self.dev, a * spb, &mut data, bs, IoKind::Write)?;
+            self.io
+                .sync(&self.dev, l * spb, &mut data, bs, IoKind::Write)?;
             let mut block = self.block_buf()?;
             let mut h = LogHeader::new(self.bs, 0, l * spb);
-            LogEntry { source: 0, dest: a * spb, size: self.bs, checksum: crc }
-                .encode_at(&mut block, 0)
-                .map_err(|_| code::EINVAL)?;
+            LogEntry {
+                source: 0,
+                dest: a * spb,
+                size: self.bs,
+                checksum: crc,
+            }
+            .encode_at(&mut block, 0)
+            .map_err(|_| code::EINVAL)?;
             // The live copy's place is free at checkpoint and will hold data
             // newer than it: a restore zeroes it.
-            LogEntry::zero(l * spb, self.bs).encode_at(&mut block, 1).map_err(|_| code::EINVAL)?;
+            LogEntry::zero(l * spb, self.bs)
+                .encode_at(&mut block, 1)
+                .map_err(|_| code::EINVAL)?;
             h.count = 2;
             h.encode(&mut block).map_err(|_| code::EINVAL)?;
-            self.io.sync(&self.dev, 0, &mut block, bs, IoKind::WriteFlushFua)?;
+            self.io
+                .sync(&self.dev, 0, &mut block, bs, IoKind::WriteFlushFua)?;
             Ok((block, h))
         })();
         let (block, header) = match r {
@@ -168,7 +187,11 @@ impl Shared {
         g.live_registered = live::add(self.dev.devt());
         let free = g.free_blocks;
         drop(g);
-        pr_info!("bow: checkpoint taken: {} free blocks of {} bytes\n", free, self.bs);
+        pr_info!(
+            "bow: checkpoint taken: {} free blocks of {} bytes\n",
+            free,
+            self.bs
+        );
         Ok(())
     }
 
@@ -180,8 +203,10 @@ impl Shared {
         let r = (|| -> Result {
             let mut data = self.block_buf()?;
             let bs = data.len();
-            self.io.sync(&self.dev, l * self.spb, &mut data, bs, IoKind::Read)?;
-            self.io.sync(&self.dev, 0, &mut data, bs, IoKind::WriteFlushFua)
+            self.io
+                .sync(&self.dev, l * self.spb, &mut data, bs, IoKind::Read)?;
+            self.io
+                .sync(&self.dev, 0, &mut data, bs, IoKind::WriteFlushFua)
         })();
         if let Err(e) = r {
             pr_err!("bow: commit failed ({:?}); staying in state 1\n", e);

@@ -16,6 +16,7 @@
 #
 # Exit status: 0 when the data is mounted; bowctl's status otherwise (4: the
 # checkpoint log is invalid and was left untouched; see `bowctl inspect`).
+# shellcheck source=/dev/null # the site's own settings, not in this tree
 [ -f "${BOW_CONF:=/etc/bow.conf}" ] && . "$BOW_CONF"
 : "${BOW_DATA_DIR:=/data}" "${BOW_NAME:=userdata}" "${BOW_META_DIR:=/metadata}"
 : "${BOW_FS_OPTIONS:=}" "${BOW_BLOCK_SIZE:=}"

@@ -3,6 +3,7 @@
 # (Android: sys.boot_completed=1; systemd: boot-complete.target). Commits
 # the checkpoint and closes the update. With no update pending it does
 # nothing and succeeds.
+# shellcheck source=/dev/null # the site's own settings, not in this tree
 [ -f "${BOW_CONF:=/etc/bow.conf}" ] && . "$BOW_CONF"
 : "${BOW_META_DIR:=/metadata}"
 export BOWCTL_RECORD="$BOW_META_DIR/bow/checkpoint.json"

@@ -4,6 +4,7 @@
 # requests a rollback and reboots into it (BOW_ON_LOW=abort), the choice
 # Android makes with its minimum-free-bytes setting. Exits when the
 # checkpoint is committed or after acting.
+# shellcheck source=/dev/null # the site's own settings, not in this tree
 [ -f "${BOW_CONF:=/etc/bow.conf}" ] && . "$BOW_CONF"
 : "${BOW_META_DIR:=/metadata}" "${BOW_MIN_FREE:=100M}" "${BOW_ON_LOW:=abort}" "${BOW_INTERVAL:=5}"
 export BOWCTL_RECORD="$BOW_META_DIR/bow/checkpoint.json"

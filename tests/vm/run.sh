@@ -90,11 +90,11 @@ for i in 1 2 3 4; do
         truncate -s "${size}M" "$img"
     fi
     # Explicit devices, so the guest names them vda, vdb, ... in this order.
-    drives+=(-drive "file=$img,format=raw,if=none,id=d$i,discard=unmap" -device virtio-blk-pci,drive=d$i)
+    drives+=(-drive "file=$img,format=raw,if=none,id=d$i,discard=unmap" -device "virtio-blk-pci,drive=d$i")
 done
 # /dev/vde: 64 MiB on a virtio disk that offers no discard at all.
 truncate -s 64M "$run/disk5.img"
-drives+=(-drive "file=$run/disk5.img,format=raw,if=none,id=d5" -device virtio-blk-pci,drive=d5,discard=off)
+drives+=(-drive "file=$run/disk5.img,format=raw,if=none,id=d5" -device "virtio-blk-pci,drive=d5,discard=off")
 
 # Per-scenario time limits: a "# timeout: N" line in the scenario, else 300 s.
 declare -A limit

@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # Helpers for guest scenarios. Source it: . /tests/lib.sh
 # Every check prints one line, BOW-CHECK ok|FAIL <what>, and a failed check
 # makes the scenario exit non-zero at the end (see finish).
@@ -67,10 +68,11 @@ bow_sysfs() { echo "/sys/block/dm-$(dm_minor "$1")/bow"; }
 # status_field <name> <key>: one key=value field of `dmsetup status`.
 status_field() { dmsetup status "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-# zero_ranges <image> <block-size> <ranges...>: zero every start+len block range in a copy.
+# zero_ranges <image> <block-size> <file>: zero every start+len block range
+# listed in <file> (whitespace-separated, as free_map prints them) in a copy.
 zero_ranges() {
-    local img=$1 bs=$2 r; shift 2
-    for r in "$@"; do
+    local img=$1 bs=$2 r
+    for r in $(cat "$3"); do
         dd if=/dev/zero of="$img" bs=1M seek=$(( ${r%+*} * bs )) count=$(( ${r#*+} * bs )) \
             iflag=count_bytes oflag=seek_bytes,direct conv=notrunc 2>/dev/null
     done
@@ -81,6 +83,7 @@ POOL=/tmp/random.pool
 pool() { [ -s $POOL ] || dd if=/dev/urandom of=$POOL bs=1M count=8 2>/dev/null; }
 
 # rnd <4k-blocks>: that much random data on stdout, from a random place in the pool.
+# shellcheck disable=SC3028 # busybox ash has $RANDOM
 rnd() { pool; dd if=$POOL bs=4096 skip=$(( RANDOM % (2048 - $1) )) count=$1 2>/dev/null; }
 
 # populate <dir> <n>: n files of varied sizes with random content.
@@ -146,8 +149,8 @@ roundtrip() {
     # Compare before mounting: a mount may write (journal or log recovery).
     # Zeroing the ranges that were free at checkpoint changes nothing the
     # filesystem uses.
-    zero_ranges $DISK "$FSBS" $(cat /tmp/rt.free)
-    zero_ranges $COPY "$FSBS" $(cat /tmp/rt.free)
+    zero_ranges $DISK "$FSBS" /tmp/rt.free
+    zero_ranges $COPY "$FSBS" /tmp/rt.free
     if ! eq "$label: blocks not free at checkpoint identical" \
         "$(dd if=$COPY bs=1M count=$MIB iflag=direct 2>/dev/null | md5sum)" \
         "$(dd if=$DISK bs=1M count=$MIB iflag=direct 2>/dev/null | md5sum)"; then
@@ -183,6 +186,7 @@ sector0_of() { dd if="$1" bs=512 count=1 iflag=direct 2>/dev/null | dd bs=1 skip
 # wa_begin <below> <dm>; ...; wa_end: sets WA_BELOW, WA_DM (sectors written),
 # WA_X100 (write amplification x100, rounded down) and RD_BELOW (sectors read below).
 wa_begin() { WA_B=$1 WA_D=$2; WA_B0=$(sectors_written $1); WA_D0=$(sectors_written $2); RD_B0=$(sectors_read $1); }
+# shellcheck disable=SC2034 # WA_X100 is read by the scenarios (raw.sh)
 wa_end() {
     WA_BELOW=$(( $(sectors_written $WA_B) - WA_B0 ))
     WA_DM=$(( $(sectors_written $WA_D) - WA_D0 ))

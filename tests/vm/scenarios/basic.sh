@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 300
 # checks: 33
 # The foundation scenario: the module loads (running its KUnit suite), good

@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 1500
 # checks: 31
 # dm-bow against dm-linear and a persistent dm-snapshot (4 KiB chunks, COW on
@@ -22,7 +23,7 @@
 . /tests/lib.sh
 OPS=${1:-256}
 A=/dev/vda B=/dev/vdb
-MIB=512 LEN=$(( 512 * 2048 ))
+LEN=$(( 512 * 2048 ))
 insmod /lib/modules/dm-bow.ko || { fail insmod; finish; }
 R=$(( OPS * 4096 ))      # bytes per row region
 # Regions of the first half: QD1 first overwrites, QD16 first overwrites, committed.
@@ -63,7 +64,7 @@ row() {
     local nio=$((dio + d1r - d0r))
     set -- $c0; local t0=$1 x0=$2
     set -- $c1; local t1=$1 x1=$2
-    CPU=$(awk -v t=$((t1 - t0)) -v n=$nio -v hz=$(getconf CLK_TCK 2>/dev/null || echo 100) 'BEGIN { if (n > 0) printf "%.2f", t * 1000 / hz / n; else print "-" }')
+    CPU=$(awk -v t=$((t1 - t0)) -v n=$nio -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" 'BEGIN { if (n > 0) printf "%.2f", t * 1000 / hz / n; else print "-" }')
     CTX=$(awk -v x=$((x1 - x0)) -v n=$nio 'BEGIN { if (n > 0) printf "%.1f", x / n; else print "-" }')
     echo "BOW-BENCH $t $name $iops $WA $RPW $FPW $CPU $CTX"
 }

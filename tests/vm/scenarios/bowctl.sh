@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
 # checks: 70
 # bowctl on the real kernel: the whole cycle with bowctl alone (create,
@@ -7,7 +8,6 @@
 . /tests/lib.sh
 DISK=/dev/vda COPY=/dev/vdb BIG=/dev/vdc
 MIB=64
-LEN=$(( MIB * 2048 ))
 insmod /lib/modules/dm-bow.ko || { fail insmod; finish; }
 
 # code <expected> <description> <command...>: checks the exit status.
@@ -44,7 +44,7 @@ cat /tmp/out
 dmsetup message ud 0 free_map > /tmp/free
 fsfreeze --unfreeze /mnt/a
 (cd /mnt/a && find . -type f | sort | xargs md5sum) > /tmp/v1.md5
-check "checkpoint found free space" [ "$(cat $(bow_sysfs ud)/free)" -gt 0 ]
+check "checkpoint found free space" [ "$(cat "$(bow_sysfs ud)"/free)" -gt 0 ]
 code 3 "checkpoint again: nothing to do" bowctl checkpoint /mnt/a
 code 0 "status by mountpoint" bowctl status /mnt/a
 check "... says state 1" grep -q "state 1 (checkpoint)" /tmp/out
@@ -101,8 +101,8 @@ eq "dry run wrote nothing" "$before" "$(disk_sum $DISK)"
 code 0 "bowctl restore" bowctl restore $DISK
 cat /tmp/out
 restored=$(disk_sum $DISK)
-zero_ranges $DISK 4096 $(cat /tmp/free)
-zero_ranges $COPY 4096 $(cat /tmp/free)
+zero_ranges $DISK 4096 /tmp/free
+zero_ranges $COPY 4096 /tmp/free
 if ! eq "blocks not free at checkpoint identical to the checkpoint image" "$(disk_sum $COPY)" "$(disk_sum $DISK)"; then
     diff_blocks $COPY $DISK 4096 $MIB
 fi
@@ -122,7 +122,7 @@ eq "an uninterrupted restore of the same image gives the same result" "$restored
 # A restart cannot clear the places of copies a cut-off run already put back
 # (the log that named them is gone), so interrupted restores are compared
 # outside the space free at checkpoint.
-zero_ranges $DISK 4096 $(cat /tmp/free)
+zero_ranges $DISK 4096 /tmp/free
 full=$(disk_sum $DISK)
 for n in 0 1 2 3 7 20 60; do
     dd if=/tmp/after-update.img of=$DISK bs=1M oflag=direct 2>/dev/null
@@ -131,7 +131,7 @@ for n in 0 1 2 3 7 20 60; do
     [ $rc = 5 ] || { [ $rc = 0 ] && [ $n -ge 20 ]; } || { fail "cut after $n writes: exit $rc"; cat /tmp/err; }
     bowctl restore $DISK > /tmp/out2 2>&1
     rc2=$?
-    zero_ranges $DISK 4096 $(cat /tmp/free)
+    zero_ranges $DISK 4096 /tmp/free
     eq "restore cut after $n writes (exit $rc), then run again (exit $rc2): same image outside free space" "$full" "$(disk_sum $DISK)"
 done
 code 0 "after all that, nothing to restore" bowctl restore $DISK
@@ -162,7 +162,7 @@ code 0 "create over the 1 GiB disk" bowctl create big $BIG --block-size 4096
 pool
 for i in $(seq 1 64); do cat $POOL; done | dd of=/dev/mapper/big bs=1M oflag=direct iflag=fullblock 2>/dev/null
 blkdiscard -o $(( 512 << 20 )) /dev/mapper/big
-echo 1 > $(bow_sysfs big)/state
+echo 1 > "$(bow_sysfs big)"/state
 dd if=/dev/zero of=/dev/mapper/big bs=1M count=256 oflag=direct 2>/dev/null
 dmsetup status big
 code 0 "remove" bowctl remove big
@@ -172,7 +172,8 @@ code 0 "remove" bowctl remove big
 # restore, copies into the region that held the backups.
 timed_copy() {
     echo 3 > /proc/sys/vm/drop_caches
-    local t0=$(now_ms)
+    local t0
+    t0=$(now_ms)
     dd if=$BIG of=$BIG bs=1M count=256 skip=$1 seek=$2 conv=fsync 2>/dev/null
     echo $(( $(now_ms) - t0 ))
 }

@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 400
 # checks: 31
 # Commit on ext4: checkpoint, change files, commit (by message); block 0 is
@@ -70,7 +71,7 @@ umount /mnt/a
 # Committed cost against dm-linear, same disk, same VM run: a ratio of times.
 B=/dev/vdb
 check "second bow device" dmsetup create cm2 --table "0 $LEN bow $B 1 block_size:4096"
-blkdiscard -o $((32 * 1024 * 1024)) -l $((32 * 1024 * 1024)) $(dm_dev cm2)
+blkdiscard -o $((32 * 1024 * 1024)) -l $((32 * 1024 * 1024)) "$(dm_dev cm2)"
 dmsetup message cm2 0 checkpoint && dmsetup message cm2 0 commit
 eq "second device committed" committed "$(status_field cm2 state)"
 check "dm-linear baseline" dmsetup create lin --table "0 $LEN linear $B $LEN"
@@ -96,9 +97,9 @@ runtime_ms() {
 tb=0 tl=0 bad=0
 for round in 1 2 3 4; do
     if [ $((round % 2)) = 1 ]; then
-        b=$(runtime_ms $(dm_dev cm2)); l=$(runtime_ms $(dm_dev lin))
+        b=$(runtime_ms "$(dm_dev cm2)"); l=$(runtime_ms "$(dm_dev lin)")
     else
-        l=$(runtime_ms $(dm_dev lin)); b=$(runtime_ms $(dm_dev cm2))
+        l=$(runtime_ms "$(dm_dev lin)"); b=$(runtime_ms "$(dm_dev cm2)")
     fi
     echo "round $round: committed bow $b ms, dm-linear $l ms"
     [ "$b" -gt 0 ] && [ "$l" -gt 0 ] || bad=$((bad + 1))

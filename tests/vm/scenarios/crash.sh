@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 1800
 # checks: 138
 # Records what bow sends to its disk for the crash campaign (spec 7, issue 5).
@@ -143,7 +144,6 @@ for run in ext4:create ext4:overwrite ext4:mix ext4:large xfs:create xfs:overwri
         check "$label: mark checkpoint" dmsetup message lw 0 mark checkpoint
         dmsetup message cb 0 free_map > /tmp/free
         fsfreeze --unfreeze /mnt/a
-        t0=$(awk '{print int($1)}' /proc/uptime)
         wl_$wl
         if [ $commit = 1 ]; then
             fsfreeze --freeze /mnt/a

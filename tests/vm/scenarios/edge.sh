@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
 # checks: 47
 # Edge cases of the map path:
@@ -21,10 +22,10 @@ dd if=$POOL of=$DISK bs=1M count=8 oflag=direct 2>/dev/null
 check "held: create" dmsetup create held --table "0 $LEN bow $DISK 1 block_size:4096"
 D=$(dm_dev held)
 blkdiscard -o $((32 * M)) -l $((32 * M)) $D
-free_d=$(cat $(bow_sysfs held)/free)
+free_d=$(cat "$(bow_sysfs held)"/free)
 dd if=$D of=/dev/null bs=1M skip=32 count=32 iflag=direct status=none
 dd if=$D of=/dev/null bs=1M skip=40 count=8 status=none
-eq "reads of free space in state 0 (direct and cached) leave it free" "$free_d" "$(cat $(bow_sysfs held)/free)"
+eq "reads of free space in state 0 (direct and cached) leave it free" "$free_d" "$(cat "$(bow_sysfs held)"/free)"
 mount -t debugfs none /sys/kernel/debug 2>/dev/null
 F=/sys/kernel/debug/failslab
 check "held: failslab is there" [ -d $F ]
@@ -56,14 +57,14 @@ below_matches() {
     done
     return $bad
 }
-free0=$(cat $(bow_sysfs held)/free)
+free0=$(cat "$(bow_sysfs held)"/free)
 h0=$(status_field held held)
 check "held: 40 writes into free space in state 0, none failed" spread 8200 40 7
 h1=$(status_field held held)
 echo "held in state 0: $((h1 - h0))"
 check "held: some bios were held for want of memory ($((h1 - h0)))" [ $((h1 - h0)) -gt 0 ]
 check "held: the data reached the disk below" below_matches 8200 40 7
-eq "held: the written blocks are used again" $((free0 - 40 * 4096)) "$(cat $(bow_sysfs held)/free)"
+eq "held: the written blocks are used again" $((free0 - 40 * 4096)) "$(cat "$(bow_sysfs held)"/free)"
 check "held: checkpoint" dmsetup message held 0 checkpoint
 h1=$(status_field held held)
 check "held: 40 writes into free-at-checkpoint space in state 1" spread 12000 40 5
@@ -121,8 +122,8 @@ check "enospc: a rewrite after it works" dd if=$POOL of=$D bs=512 seek=100 count
 check "enospc: remove in state 1" dmsetup remove nospc
 check "enospc: restore" sh -c "bowctl restore $DISK > /tmp/nospc.restore 2>&1" || tail -5 /tmp/nospc.restore
 dd if=$DISK of=/tmp/nospc.got bs=1M count=64 iflag=direct 2>/dev/null
-zero_ranges /tmp/nospc.ref 512 $(cat /tmp/nospc.free)
-zero_ranges /tmp/nospc.got 512 $(cat /tmp/nospc.free)
+zero_ranges /tmp/nospc.ref 512 /tmp/nospc.free
+zero_ranges /tmp/nospc.got 512 /tmp/nospc.free
 eq "enospc: blocks not free at checkpoint restored" "$(md5sum < /tmp/nospc.ref)" "$(md5sum < /tmp/nospc.got)"
 rm -f /tmp/nospc.ref /tmp/nospc.got
 

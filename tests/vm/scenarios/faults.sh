@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 400
 # checks: 20
 # Faults below the target in state 1 (issue 5): the disk under bow fails the
@@ -29,7 +30,7 @@ linear | dmsetup create low
 check "bow over a switchable disk" dmsetup create fb --table "0 $LEN bow /dev/mapper/low 1 block_size:4096"
 B=$(dm_dev fb)
 # State 0: data in the first half, the second half trimmed.
-for i in 1 2; do cat $POOL; done | dd of=$B bs=1M count=16 oflag=direct iflag=fullblock 2>/dev/null
+for _ in 1 2; do cat $POOL; done | dd of=$B bs=1M count=16 oflag=direct iflag=fullblock 2>/dev/null
 blkdiscard -o $(( HALF * 512 )) -l $(( HALF * 512 )) $B
 dd if=$DISK of=$COPY bs=1M count=$MIB iflag=direct oflag=direct 2>/dev/null
 check "checkpoint" sh -c "echo 1 > $(bow_sysfs fb)/state"
@@ -70,8 +71,8 @@ check "... and the kernel log says why" sh -c "dmesg | grep -q 'no further backu
 dmsetup remove fb
 dmsetup remove low
 check "raw: bowctl restore after the faults" sh -c "bowctl restore $DISK > /tmp/out 2>&1" || cat /tmp/out
-zero_ranges $DISK 4096 $(cat /tmp/free)
-zero_ranges $COPY 4096 $(cat /tmp/free)
+zero_ranges $DISK 4096 /tmp/free
+zero_ranges $COPY 4096 /tmp/free
 eq "raw: blocks not free at checkpoint identical to the checkpoint image" \
     "$(dd if=$COPY bs=1M count=$MIB iflag=direct 2>/dev/null | md5sum)" \
     "$(dd if=$DISK bs=1M count=$MIB iflag=direct 2>/dev/null | md5sum)"

@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
 # checks: 84
 # The update lifecycle's corner cases in one boot (issue 6): bowctl start,
@@ -53,7 +54,7 @@ check "  the record names 1 attempt" grep -q '"remaining": 1' $REC
 expect_fail "start --retries 0 is refused" bowctl start --retries 0
 check "boot: an attempt under bow" boot
 check "  attempt 1 of 1" grep -q "attempt 1 of 1" /tmp/boot.out
-eq "  state 1 (checkpoint)" 1 "$(cat $(bow_sysfs userdata)/state)"
+eq "  state 1 (checkpoint)" 1 "$(cat "$(bow_sysfs userdata)"/state)"
 check "  the record names the device" grep -q '"device": "userdata"' $REC
 check "boot again in the same boot: finishes nothing new, exit 0" boot
 check "  it says the device exists" grep -q "already exists" /tmp/boot.out
@@ -79,7 +80,7 @@ check "start" bowctl start --retries 2
 check "boot: attempt" boot
 change 2
 check "health below the threshold with --on-low commit: commits" bowctl health --once --min-free 100G --on-low commit
-eq "  state 2" 2 "$(cat $(bow_sysfs userdata)/state)"
+eq "  state 2" 2 "$(cat "$(bow_sysfs userdata)"/state)"
 check "  record removed" [ ! -f $REC ]
 eq "commit again: nothing to do (3)" 3 "$(bowctl commit userdata >/dev/null 2>&1; echo $?)"
 reboot_sim
@@ -106,7 +107,7 @@ check "boot: attempt" boot
 change 4
 expect_fail "commit cut after its record (test hook)" env BOWCTL_TEST_STOP_AFTER_RECORD=1 bowctl commit
 check "  the record says committing" grep -q '"committing": true' $REC
-eq "  the device is still in state 1" 1 "$(cat $(bow_sysfs userdata)/state)"
+eq "  the device is still in state 1" 1 "$(cat "$(bow_sysfs userdata)"/state)"
 expect_fail "abort is refused once committing" bowctl abort
 reboot_sim
 check "boot: finishes the commit (roll forward)" boot
@@ -173,7 +174,7 @@ BOW_DATA_DIR=/data
 BOW_BLOCK_SIZE=4096
 EOF
 check "initramfs local-bottom script: attempt under bow at \${rootmnt}/data" env rootmnt=/root sh /usr/lib/bow/initramfs-local-bottom
-eq "  mounted through bow at /root/data, state 1" 1 "$(cat $(bow_sysfs userdata)/state 2>/dev/null)"
+eq "  mounted through bow at /root/data, state 1" 1 "$(cat "$(bow_sysfs userdata)"/state 2>/dev/null)"
 check "  the metadata partition is unmounted again" sh -c "! grep -q ' /run/bow-metadata ' /proc/mounts"
 umount /root/data
 dmsetup remove userdata

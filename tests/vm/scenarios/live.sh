@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 2100
 # checks: 333
 # State changes on a live, busy filesystem, as Android's vold makes them:

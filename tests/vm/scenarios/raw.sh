@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
 # checks: 35
 # Raw-device behaviour with block_size:4096 on 32 MiB: exact free-space
@@ -85,7 +86,6 @@ eq "block 0 reads back what was written" "$(md5sum < /tmp/b0)" "$(dd if=$D bs=40
 eq "disk block 0 still holds the log" 424f5700 "$(magic_of $DISK)"
 s0=$(sector0_of $DISK)
 check "live block 0 is in the free region (sector $s0)" [ "$s0" -ge $(( 6144 * 8 )) ]
-copies0=$(status_field raw copies)
 dd if=/dev/urandom of=$D bs=4096 seek=$(( s0 / 8 )) count=1 oflag=direct conv=notrunc 2>/dev/null
 s0b=$(sector0_of $DISK)
 check "writing over the live copy moves it (sector $s0 -> $s0b)" [ "$s0b" != "$s0" ]
@@ -127,8 +127,8 @@ eq "only checksum-0 entries (moves of the live block 0) are unverified" "" \
 bowctl inspect $DISK | tail -1
 check "log valid after ENOSPC" sh -c "bowctl inspect $DISK >/dev/null"
 check "restore" sh -c "bowctl restore $DISK >/dev/null"
-zero_ranges $DISK 4096 $(cat /tmp/free)
-zero_ranges $COPY 4096 $(cat /tmp/free)
+zero_ranges $DISK 4096 /tmp/free
+zero_ranges $COPY 4096 /tmp/free
 eq "every block not free at checkpoint restored" \
     "$(dd if=$COPY bs=1M count=$MIB iflag=direct 2>/dev/null | md5sum)" \
     "$(dd if=$DISK bs=1M count=$MIB iflag=direct 2>/dev/null | md5sum)"

@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 3000
 # checks: 14
 # manual: about 20 min under TCG for its million extents (tests/vm/run.sh scale)

@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 300
 # checks: 17
 # The 2018 tester's report, exactly: a 64 MiB ext4 device under bow, mounted

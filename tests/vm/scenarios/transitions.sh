@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 300
 # checks: 22
 # A failed state change leaves the old state in force and reports a negative
@@ -12,7 +13,7 @@ check "linear under bow" dmsetup create under --table "0 $LEN linear $DISK 0"
 U=$(dm_dev under)
 check "bow over it" dmsetup create tb --table "0 $LEN bow $U 1 block_size:4096"
 S=$(bow_sysfs tb)
-blkdiscard -o $((16 * 1024 * 1024)) -l $((16 * 1024 * 1024)) $(dm_dev tb)
+blkdiscard -o $((16 * 1024 * 1024)) -l $((16 * 1024 * 1024)) "$(dm_dev tb)"
 free0=$(cat $S/free)
 
 to_error() { dmsetup suspend --noflush under && dmsetup reload under --table "0 $LEN error" && dmsetup resume under; }
@@ -30,7 +31,7 @@ eq "free space unchanged" "$free0" "$(cat $S/free)"
 check "disk back" to_linear
 check "checkpoint now works" sh -c "echo 1 > $S/state"
 eq "state 1" 1 "$(cat $S/state)"
-check "a first overwrite" dd if=/dev/urandom of=$(dm_dev tb) bs=4096 seek=100 count=1 oflag=direct conv=notrunc
+check "a first overwrite" dd if=/dev/urandom of="$(dm_dev tb)" bs=4096 seek=100 count=1 oflag=direct conv=notrunc
 
 check "disk fails" to_error
 expect_fail "commit on a failing disk is refused" sh -c "echo 2 > $S/state 2> /tmp/err"

@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 400
 # multiboot: one stage per boot of the same disks, driven by tests/vm/update.sh
 # checks 1: 2
@@ -78,7 +79,7 @@ case $STAGE in
     bowctl status userdata
     echo "... it writes a little more, and the power is cut before that is synced."
     echo "version 2b" > /data/app/VERSION
-    check "state 1 (checkpoint) at the cut" [ "$(cat $(bow_sysfs userdata)/state)" = 1 ]
+    check "state 1 (checkpoint) at the cut" [ "$(cat "$(bow_sysfs userdata)"/state)" = 1 ]
     power_cut
     ;;
 4)
@@ -110,7 +111,7 @@ case $STAGE in
     step "5.2 It works, so it commits (bow-commit.sh)"
     check "bow-commit.sh" sh /usr/lib/bow/bow-commit.sh
     bowctl status userdata
-    eq "state 2: the target is a pass-through" 2 "$(cat $(bow_sysfs userdata)/state)"
+    eq "state 2: the target is a pass-through" 2 "$(cat "$(bow_sysfs userdata)"/state)"
     check "the update is closed (no record)" [ ! -f $REC ]
     dmsetup table userdata
     # Read again from the disk, through the committed target, not from the

@@ -1,3 +1,4 @@
+# shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 600
 # checks: 14
 # Rollback of XFS when its newest metadata sits in space trimmed before the

@@ -156,7 +156,7 @@ test_watchdog() {
 }
 if [ "${TEST_TIMEOUT:-0}" -gt 0 ]; then test_watchdog & wd=$!; fi
 
-cd $XT
+cd "$XT" || exit 1
 start=$(date +%s)
 # shellcheck disable=SC2086
 ./check -s "$SECTION" $TESTS
