@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The hygiene checks a kernel maintainer runs first, and ours, in seconds:
-#   kernel-rustfmt  the module's Rust, formatted with the kernel tree's
-#                   .rustfmt.toml, the way `make rustfmtcheck` runs rustfmt
-#   kernel-clippy   the module built with CLIPPY=1: no warning
-#   checkpatch      scripts/checkpatch.pl --no-tree on every C file
-#   shellcheck      every shell script, at -S warning
-#   cargo-fmt       cargo fmt --check of the workspace
-#   cargo-clippy    cargo clippy --workspace --all-targets, warnings denied
+#   - kernel-rustfmt: the module's Rust, formatted with the kernel tree's
+#     .rustfmt.toml, the way `make rustfmtcheck` runs rustfmt
+#   - kernel-clippy: the module built with CLIPPY=1, no warning
+#   - checkpatch: scripts/checkpatch.pl --no-tree on every C file
+#   - shellcheck: every shell script, at -S warning
+#   - cargo-fmt: cargo fmt --check of the workspace
+#   - cargo-clippy: cargo clippy --workspace --all-targets, warnings denied
+#   - docs: the docs stand on their own (no link or reference out of the
+#     repository) and the RST parses cleanly (ci/doclinks.py)
 # Each is one check: its line in target/lint/results.tsv is pass or fail, and
 # whatever it reported is printed. Exits non-zero if any failed.
 #
@@ -69,4 +71,5 @@ cargo_clippy() {
     [ "${PIPESTATUS[0]}" = 0 ]
 }
 lint cargo-clippy cargo_clippy
+lint docs python3 ci/doclinks.py
 exit $status

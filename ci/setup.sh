@@ -14,8 +14,8 @@ DEB_PACKAGES=(
     qemu-system-x86 busybox-static e2fsprogs xfsprogs dosfstools dmsetup fio
     # host-side checks
     util-linux coreutils gzip
-    # lint (ci/lint.sh): shellcheck; checkpatch.pl is perl
-    shellcheck perl
+    # lint (ci/lint.sh): shellcheck; checkpatch.pl is perl; RST checks
+    shellcheck perl python3 python3-docutils
 )
 RUST_COMPONENTS=(rust-src rustfmt clippy)
 RUST_TARGETS=(x86_64-unknown-linux-musl)

@@ -189,7 +189,8 @@ impl fmt::Display for StatusInfo {
     }
 }
 
-/// The IMA status: `key=value` pairs each ending in `;`.
+/// The IMA status, in dm-ima's grammar: `key=value` pairs separated by `,`,
+/// the target's entry ended by `;`.
 pub struct StatusIma<'a>(pub &'a StatusInfo);
 
 impl fmt::Display for StatusIma<'_> {
@@ -197,7 +198,7 @@ impl fmt::Display for StatusIma<'_> {
         let s = self.0;
         write!(
             f,
-            "target_name=bow,target_version=1.0.0;state={};block_size={};",
+            "target_name=bow,target_version=1.0.0,state={},block_size={};",
             s.state.number(),
             s.block_size
         )
@@ -271,7 +272,7 @@ mod tests {
         );
         assert_eq!(
             StatusIma(&s).to_string(),
-            "target_name=bow,target_version=1.0.0;state=1;block_size=4096;"
+            "target_name=bow,target_version=1.0.0,state=1,block_size=4096;"
         );
     }
 }

@@ -53,3 +53,38 @@ fn man_pages_and_completions_are_up_to_date() {
         "out of date in docs/: {stale:?}; run BOWCTL_REGEN_DOCS=1 cargo test -p bowctl --test docs"
     );
 }
+
+/// Every subcommand is in docs/bowctl.md's command table (`bowctl <name>`)
+/// and in the architecture overview's list of bowctl's commands.
+#[test]
+fn every_subcommand_is_documented() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    let read = |f: &str| std::fs::read_to_string(docs.join(f)).unwrap();
+    let (guide, arch) = (read("bowctl.md"), read("architecture.md"));
+    // The overview's bowctl box lists the commands in cli.rs's parentheses.
+    let start = arch
+        .find("cli.rs (")
+        .expect("architecture.md names cli.rs and its commands");
+    let listed: String = arch[start..]
+        .split(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut missing = Vec::new();
+    for sub in Cli::command().get_subcommands() {
+        let name = sub.get_name();
+        if !guide.contains(&format!("`bowctl {name}")) {
+            missing.push(format!("docs/bowctl.md: `bowctl {name}`"));
+        }
+        let word = |w: &str| w.trim_matches(|c: char| !c.is_ascii_alphanumeric()) == name;
+        if !listed.split([' ', ',', ';', '(']).any(word) {
+            missing.push(format!("docs/architecture.md (cli.rs's commands): {name}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "subcommands not documented: {missing:?}"
+    );
+}
