@@ -93,7 +93,7 @@ pub enum Command {
         #[arg(long, short = 'o', default_value = "")]
         options: String,
         /// The bow block size (the table's block_size option).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_block_size)]
         block_size: Option<u32>,
     },
     /// Request a rollback at the next boot (the update failed).
@@ -129,7 +129,7 @@ pub enum Command {
         device: PathBuf,
         /// Block size in bytes: a power of two from 512 to 4096 (the table's
         /// block_size option). Default: the device's logical block size.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_block_size)]
         block_size: Option<u32>,
     },
     /// Remove a bow device. In state 1 its checkpoint log stays on disk, for
@@ -150,6 +150,19 @@ pub enum OnLow {
 }
 
 /// Parses a size: bytes, or a number with a K, M or G suffix (powers of 1024).
+/// A block size the target accepts (the kernel's own grammar, from the
+/// shared core), checked before anything is opened.
+pub fn parse_block_size(s: &str) -> Result<u32, String> {
+    let word = format!("block_size:{s}");
+    let args: [&[u8]; 3] = [b"dev", b"1", word.as_bytes()];
+    match bow_core::table::parse_args(args) {
+        Ok(a) => a
+            .block_size
+            .ok_or_else(|| format!("{s:?}: not a block size")),
+        Err(e) => Err(format!("{s:?}: {}", e.as_str())),
+    }
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let (num, mul) = match s.as_bytes().last() {
         Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),

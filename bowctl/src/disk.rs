@@ -28,10 +28,25 @@ impl FileDisk {
     /// refused as busy.
     pub fn open(path: &Path, write: bool) -> Result<Self> {
         let shown = path.display();
-        let is_blk = std::fs::metadata(path)
-            .map_err(|e| Error::io(format!("cannot open {shown}"), e))?
-            .file_type()
-            .is_block_device();
+        let meta = std::fs::metadata(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotFound(format!("{shown}: no such device or image"))
+            } else {
+                Error::io(format!("cannot open {shown}"), e)
+            }
+        })?;
+        let is_blk = meta.file_type().is_block_device();
+        if !is_blk && !meta.is_file() {
+            let errno = if meta.is_dir() {
+                libc::EISDIR
+            } else {
+                libc::ENODEV
+            };
+            return Err(Error::io(
+                format!("cannot open {shown}: not a block device or an image file"),
+                std::io::Error::from_raw_os_error(errno),
+            ));
+        }
         let mut o = OpenOptions::new();
         o.read(true).write(write);
         if write && is_blk {

@@ -52,6 +52,32 @@ pub enum Error {
     Dm(#[from] DmError),
 }
 
+/// Checks that `path` exists and is a directory (`what` names it in the
+/// error), before anything else is opened.
+pub fn need_dir(path: &std::path::Path, what: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::NotFound(format!(
+            "{}: not a directory ({what})",
+            path.display()
+        ))),
+        Err(e) => Err(Error::NotFound(format!("{}: {e} ({what})", path.display()))),
+    }
+}
+
+/// Checks that `path` exists and is a block device.
+pub fn need_block_device(path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.file_type().is_block_device() => Ok(()),
+        Ok(_) => Err(Error::NotFound(format!(
+            "{}: not a block device",
+            path.display()
+        ))),
+        Err(e) => Err(Error::NotFound(format!("{}: {e}", path.display()))),
+    }
+}
+
 impl Error {
     /// Wraps an OS error with what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
@@ -61,13 +87,26 @@ impl Error {
         }
     }
 
-    /// Maps a restore-library error on `path` to the right kind.
+    /// Maps a restore-library error on `path` to the right kind: an invalid
+    /// log, or an I/O error with its errno named (`Is a directory`).
     pub fn from_restore(path: &str, e: restore::Error) -> Self {
         let path = path.to_owned();
         if e.is_invalid_log() {
-            Self::InvalidLog { path, err: e }
-        } else {
-            Self::Restore { path, err: e }
+            return Self::InvalidLog { path, err: e };
+        }
+        match e {
+            restore::Error::Io(io) if io.errno != 0 => {
+                let op = match io.op {
+                    restore::IoOp::Read => "read",
+                    restore::IoOp::Write => "write",
+                    restore::IoOp::Sync => "sync",
+                };
+                Self::Io {
+                    what: format!("{path}: {op} failed at byte {}", io.offset),
+                    err: std::io::Error::from_raw_os_error(io.errno),
+                }
+            }
+            _ => Self::Restore { path, err: e },
         }
     }
 

@@ -8,7 +8,7 @@ use bowctl::cli::{Cli, Command};
 use bowctl::device::{self, BowDevice};
 use bowctl::disk::FileDisk;
 use bowctl::dm::{Control, Dev, Target};
-use bowctl::error::{exit, Error};
+use bowctl::error::{self, exit, Error};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -69,6 +69,12 @@ impl Progress for Bar {
             b.set_position(done);
         }
     }
+}
+
+/// `n` and the noun, singular or plural: "1 entry", "2 entries".
+fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn print_json(v: &impl Serialize) -> Result<()> {
@@ -177,8 +183,12 @@ fn print_summary(name: &str, s: &Summary) {
         println!("  restore in progress (WOB): a restore was interrupted; run restore again");
     }
     println!(
-        "  to restore          {} bytes in {} copies and {} zeroed ranges, {} fences; {} places cleared",
-        s.bytes_to_restore, s.copies, s.zeroes, s.fences, s.clears
+        "  to restore          {} bytes in {} and {}, {}; {} cleared",
+        s.bytes_to_restore,
+        plural(s.copies as u64, "copy", "copies"),
+        plural(s.zeroes as u64, "zeroed range", "zeroed ranges"),
+        plural(s.fences as u64, "fence", "fences"),
+        plural(s.clears as u64, "place", "places")
     );
 }
 
@@ -237,7 +247,7 @@ fn inspect(path: &Path, json: bool) -> Result<u8> {
             }
             Ok(exit::SUCCESS)
         }
-        Err(e) => {
+        Err(e @ Error::InvalidLog { .. }) => {
             if json {
                 print_json(
                     &json!({"device": name, "checkpoint": true, "verdict": "invalid", "error": e.to_string(), "exit_code": e.exit_code()}),
@@ -247,14 +257,50 @@ fn inspect(path: &Path, json: bool) -> Result<u8> {
             }
             Ok(e.exit_code())
         }
+        // Not a verdict on the log: the device could not be read.
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One step of a restore plan as JSON (docs/bowctl.md, "JSON output").
+/// Sectors are 512 bytes; `seq` is the sequence number of the log block the
+/// step's entries are in.
+fn step_json(log: &Log, s: &Step) -> serde_json::Value {
+    let seq = |block: usize| log.blocks[block].header.sequence;
+    match *s {
+        Step::Copy {
+            block,
+            first,
+            last,
+            from,
+            to,
+            bytes,
+        } => json!({"op": "copy", "seq": seq(block), "first_entry": first, "last_entry": last,
+                    "from": from, "to": to, "bytes": bytes}),
+        Step::Zero {
+            block,
+            entry,
+            to,
+            bytes,
+        } => json!({"op": "zero", "seq": seq(block), "entry": entry, "to": to, "bytes": bytes}),
+        Step::Clear {
+            block,
+            entry,
+            at,
+            bytes,
+        } => json!({"op": "clear", "seq": seq(block), "entry": entry, "at": at, "bytes": bytes}),
+        Step::Sync => json!({"op": "sync"}),
+        Step::Fence { block, count } => {
+            json!({"op": "fence", "seq": seq(block), "entries_left": count})
+        }
     }
 }
 
 fn print_plan(name: &str, log: &Log, plan: &[Step]) {
     println!(
-        "{name}: would copy or zero {} bytes in {} steps, newest entries first:",
+        "{name}: would copy or zero {} bytes in {}, newest entries first:",
         log.bytes_to_restore(),
-        plan.len()
+        plural(plan.len() as u64, "step", "steps")
     );
     for s in plan {
         match *s {
@@ -296,7 +342,8 @@ fn print_plan(name: &str, log: &Log, plan: &[Step]) {
             }
             Step::Sync => println!("  sync"),
             Step::Fence { block, count } => println!(
-                "  fence: sync, rewrite block 0 as WOB with {count} entries of seq {}, sync",
+                "  fence: sync, rewrite block 0 as WOB with {} of seq {}, sync",
+                plural(count, "entry", "entries"),
                 log.blocks[block].header.sequence
             ),
         }
@@ -339,7 +386,7 @@ fn run_restore(path: &Path, dry_run: bool, roll_forward: bool, json: bool) -> Re
     if dry_run {
         if json {
             print_json(
-                &json!({"device": name, "result": "plan", "summary": summary(&log, &plan), "steps": plan.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>()}),
+                &json!({"device": name, "result": "plan", "summary": summary(&log, &plan), "steps": plan.iter().map(|s| step_json(&log, s)).collect::<Vec<_>>()}),
             )?;
         } else {
             print_plan(&name, &log, &plan);
@@ -359,8 +406,8 @@ fn run_restore(path: &Path, dry_run: bool, roll_forward: bool, json: bool) -> Re
         )?;
     } else {
         println!(
-            "{name}: restored the checkpoint: {bytes} bytes from {} entries in {:.2} s (validate {:.2} s, copy {:.2} s)",
-            log.replay_order().count(),
+            "{name}: restored the checkpoint: {bytes} bytes from {} in {:.2} s (validate {:.2} s, copy {:.2} s)",
+            plural(log.replay_order().count() as u64, "entry", "entries"),
             secs,
             validated,
             secs - validated
@@ -391,7 +438,7 @@ fn device_json(d: &BowDevice) -> serde_json::Value {
 fn print_device(d: &BowDevice) {
     let v = |k| d.status_value(k).unwrap_or("?");
     println!(
-        "{} ({}, {}:{}): state {} ({}), free {} bytes, backed up {} bytes, log sequence {} with {} entries, {} copies, {} ENOSPC",
+        "{} ({}, {}:{}): state {} ({}), free {} bytes, backed up {} bytes, log sequence {} with {}, {}, {} ENOSPC",
         d.name,
         d.node,
         d.major,
@@ -401,8 +448,12 @@ fn print_device(d: &BowDevice) {
         d.free,
         v("backed_up"),
         v("log_seq"),
-        v("log_entries"),
-        v("copies"),
+        v("log_entries")
+            .parse::<u64>()
+            .map_or_else(|_| "? entries".into(), |n| plural(n, "entry", "entries")),
+        v("copies")
+            .parse::<u64>()
+            .map_or_else(|_| "? copies".into(), |n| plural(n, "copy", "copies")),
         v("enospc"),
     );
 }
@@ -462,6 +513,7 @@ fn do_checkpoint(ctl: &Control, mountpoint: &Path) -> Result<(u64, BowDevice)> {
 }
 
 fn checkpoint(mountpoint: &Path, json: bool) -> Result<u8> {
+    error::need_dir(mountpoint, "the mountpoint")?;
     let ctl = Control::open()?;
     let (trimmed, after) = do_checkpoint(&ctl, mountpoint)?;
     if json {
@@ -552,6 +604,7 @@ fn do_create(
 }
 
 fn create(name: &str, under: &Path, block_size: Option<u32>, json: bool) -> Result<u8> {
+    error::need_block_device(under)?;
     let ctl = Control::open()?;
     let (table, major, minor) = do_create(&ctl, name, under, block_size)?;
     let dev = device::probe(&ctl, name, major, minor)?;
@@ -573,8 +626,9 @@ fn remove(name: &str, json: bool) -> Result<u8> {
         let mounts = device::mountpoints(dev.major, dev.minor);
         return Err(Error::Busy(if mounts.is_empty() {
             format!(
-                "{}: open {} time(s); close it first",
-                dev.name, info.open_count
+                "{}: open {}; close it first",
+                dev.name,
+                plural(info.open_count.max(0) as u64, "time", "times")
             )
         } else {
             format!(
@@ -661,7 +715,30 @@ fn run(cli: &Cli) -> Result<u8> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; a bad command line under
+            // --json is reported as JSON, like every other error.
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
+            if code != exit::SUCCESS && std::env::args().any(|a| a == "--json") {
+                let msg = e.render().to_string();
+                let first = msg
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                let _ = print_json(&json!({"error": first, "exit_code": code}));
+                return ExitCode::from(code);
+            }
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

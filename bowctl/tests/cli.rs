@@ -356,6 +356,52 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(v["result"], "plan");
     assert!(v["steps"].as_array().unwrap().len() > 1);
     assert!(std::fs::read(&p).unwrap() == img.data);
+    // Each step is an object of the documented schema (docs/bowctl.md):
+    // no other field, none missing.
+    #[derive(serde::Deserialize)]
+    #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+    #[allow(dead_code)]
+    enum PlanStep {
+        Copy {
+            seq: u32,
+            first_entry: u32,
+            last_entry: u32,
+            from: u64,
+            to: u64,
+            bytes: u64,
+        },
+        Zero {
+            seq: u32,
+            entry: u32,
+            to: u64,
+            bytes: u64,
+        },
+        Clear {
+            seq: u32,
+            entry: u32,
+            at: u64,
+            bytes: u64,
+        },
+        Sync,
+        Fence {
+            seq: u32,
+            entries_left: u32,
+        },
+    }
+    let steps: Vec<PlanStep> = serde_json::from_value(v["steps"].clone()).unwrap();
+    let copied: u64 = steps
+        .iter()
+        .map(|s| match s {
+            PlanStep::Copy { bytes, .. } | PlanStep::Zero { bytes, .. } => *bytes,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(serde_json::json!(copied), v["summary"]["bytes_to_restore"]);
+    assert_eq!(
+        serde_json::to_value(&v["steps"][0]).unwrap()["op"],
+        "copy",
+        "newest entry first"
+    );
 }
 
 #[test]
@@ -485,11 +531,116 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn io_errors_exit_5_or_1_with_the_path() {
+    // A missing path is "no such device" (1), as documented.
     bowctl()
         .args(["inspect", "/nonexistent/image"])
         .assert()
-        .code(5)
+        .code(1)
         .stderr(predicate::str::contains("/nonexistent/image"));
+    // A directory is an I/O error (5) with its errno named, not a verdict
+    // on a log.
+    let dir = TempDir::new().unwrap();
+    let out = bowctl()
+        .arg("inspect")
+        .arg(dir.path())
+        .assert()
+        .code(5)
+        .stderr(predicate::str::contains("Is a directory"))
+        .stdout(predicate::str::contains("verdict").not());
+    assert!(!String::from_utf8_lossy(&out.get_output().stderr).contains("errno"));
+    let out = bowctl()
+        .args(["--json", "inspect"])
+        .arg(dir.path())
+        .assert()
+        .code(5);
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["exit_code"], 5);
+    assert!(v.get("verdict").is_none(), "{v}");
+}
+
+#[test]
+fn arguments_are_checked_before_device_mapper() {
+    // Each fails on its argument, whether or not /dev/mapper/control exists.
+    for (args, code, says) in [
+        (&["boot", "/nonexistent", "/mnt"][..], 1, "/nonexistent"),
+        (&["checkpoint", "/nonexistent"], 1, "/nonexistent"),
+        (&["create", "x", "/nonexistent"], 1, "/nonexistent"),
+        (
+            &["create", "x", "/dev/null", "--block-size", "1000"],
+            2,
+            "power of two",
+        ),
+        (
+            &["boot", "/dev/null", "/mnt", "--block-size", "8192"],
+            2,
+            "power of two",
+        ),
+    ] {
+        let out = bowctl().args(args).assert().code(code);
+        let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("/dev/mapper/control"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn usage_errors_under_json_are_json() {
+    let out = bowctl().args(["--json", "restore"]).assert().code(2);
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["exit_code"], 2);
+    assert!(v["error"].as_str().unwrap().contains("required"), "{v}");
+    let out = bowctl()
+        .args(["--json", "create", "x", "/dev/null", "--block-size", "3"])
+        .assert()
+        .code(2);
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("power of two"), "{v}");
+}
+
+/// The exit codes of `bowctl::error::exit`, `bowctl --help` and the tables of
+/// docs/bowctl.md and docs/lifecycle.md name the same codes.
+#[test]
+fn exit_codes_match_the_docs() {
+    use bowctl::error::exit;
+    let codes = [
+        exit::SUCCESS,
+        exit::FAILURE,
+        exit::USAGE,
+        exit::NOTHING_TO_DO,
+        exit::INVALID_LOG,
+        exit::IO,
+        exit::BUSY,
+        exit::WRONG_STATE,
+    ];
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    for (file, heading) in [
+        ("bowctl.md", "## Exit status"),
+        ("lifecycle.md", "## Exit status"),
+    ] {
+        let text = std::fs::read_to_string(docs.join(file)).unwrap();
+        let section = text.split(heading).nth(1).expect(heading);
+        let section = section.split("\n## ").next().unwrap();
+        let mut rows: Vec<u8> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| "))
+            .filter_map(|l| l.split(' ').next()?.parse().ok())
+            .collect();
+        rows.sort();
+        let mut want = codes.to_vec();
+        want.sort();
+        assert_eq!(rows, want, "docs/{file}'s exit table");
+    }
+    let help = bowctl().arg("--help").output().unwrap().stdout;
+    let help = String::from_utf8_lossy(&help)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for c in codes {
+        assert!(
+            help.contains(&format!("{c} ")),
+            "bowctl --help does not name exit status {c}"
+        );
+    }
 }
 
 #[test]
