@@ -14,12 +14,17 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// The update record of start, boot, commit, abort and health: a file
-    /// on a partition outside the protected device.
-    #[arg(long, global = true, env = "BOWCTL_RECORD", default_value = crate::lifecycle::DEFAULT_RECORD)]
-    pub record: PathBuf,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The update record, for the commands that keep one.
+#[derive(Debug, clap::Args)]
+pub struct RecordArg {
+    /// The update record: a file on a partition of its own, outside the
+    /// protected device.
+    #[arg(long, env = "BOWCTL_RECORD", default_value = crate::lifecycle::DEFAULT_RECORD)]
+    pub record: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +66,8 @@ pub enum Command {
         /// A device-mapper name, a device node, or a mountpoint. Default:
         /// the device of the pending update (the record).
         target: Option<String>,
+        #[command(flatten)]
+        record: RecordArg,
     },
     /// Request a checkpoint for the next boots: run when an update is
     /// installed. Writes the record; touches no device.
@@ -68,6 +75,13 @@ pub enum Command {
         /// Boot attempts before the data is rolled back.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         retries: u32,
+        /// Write the record even where the next boot may not find it: on
+        /// the root filesystem (the record partition is not mounted) or on
+        /// the device bow protects.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        record: RecordArg,
     },
     /// The one call an init script makes at every boot, before the data is
     /// used: rolls back, or sets up bow and checkpoints, or just mounts.
@@ -95,9 +109,14 @@ pub enum Command {
         /// The bow block size (the table's block_size option).
         #[arg(long, value_parser = parse_block_size)]
         block_size: Option<u32>,
+        #[command(flatten)]
+        record: RecordArg,
     },
     /// Request a rollback at the next boot (the update failed).
-    Abort,
+    Abort {
+        #[command(flatten)]
+        record: RecordArg,
+    },
     /// Watch the free space left for backups on a device in state 1; below
     /// MIN_FREE, commit or abort and reboot, as configured.
     Health {
@@ -120,6 +139,8 @@ pub enum Command {
         /// Check once and exit.
         #[arg(long)]
         once: bool,
+        #[command(flatten)]
+        record: RecordArg,
     },
     /// Create a bow device over DEVICE through the device-mapper ioctls.
     Create {

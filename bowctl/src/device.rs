@@ -188,6 +188,31 @@ pub fn mounted_device(dir: &Path) -> Result<(u32, u32)> {
     found.ok_or_else(|| Error::NotFound(format!("{}: not a mountpoint", dir.display())))
 }
 
+/// The mountpoint whose filesystem holds `path` (canonical), from the text
+/// of /proc/self/mountinfo: the longest mountpoint that is a prefix of it.
+pub fn mount_of(mountinfo: &str, path: &Path) -> Option<String> {
+    let mut best: Option<String> = None;
+    for line in mountinfo.lines() {
+        let Some(mp) = line.split(' ').nth(4).map(unescape) else {
+            continue;
+        };
+        if path.starts_with(&mp) && best.as_ref().is_none_or(|b| mp.len() >= b.len()) {
+            best = Some(mp);
+        }
+    }
+    best
+}
+
+/// `major:minor` of a table's device word: a path to a block device, or
+/// `major:minor` itself.
+pub fn dev_of(word: &str) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some((a, b)) = word.split_once(':') {
+        return Some((a.parse().ok()?, b.parse().ok()?));
+    }
+    Some(split_dev(fs::metadata(word).ok()?.rdev()))
+}
+
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();

@@ -21,6 +21,18 @@ pub mod exit {
     pub const BUSY: u8 = 6;
     /// Not a bow device, or a bow device in a state the command cannot act on.
     pub const WRONG_STATE: u8 = 7;
+
+    /// Every code and what it means, as the man pages give them.
+    pub const ALL: [(u8, &str); 8] = [
+        (SUCCESS, "success, including \"nothing to restore\""),
+        (FAILURE, "other failure: no such device, image or mountpoint; a record the next boot would not find; the kernel refused a table"),
+        (USAGE, "bad usage"),
+        (NOTHING_TO_DO, "nothing to do: the device is already where the command would take it"),
+        (INVALID_LOG, "the checkpoint log is invalid; nothing was written"),
+        (IO, "an I/O error on the device or image"),
+        (BUSY, "the device is mounted, held open, has a target above it, or the name is in use"),
+        (WRONG_STATE, "not a bow device, or a state the command cannot act on"),
+    ];
 }
 
 /// Everything that can go wrong in bowctl.
@@ -47,6 +59,10 @@ pub enum Error {
     /// A named device or mountpoint does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Refused: doing it would defeat its purpose (a record the next boot
+    /// would not find).
+    #[error("{0}")]
+    Refused(String),
     /// The device-mapper interface failed.
     #[error(transparent)]
     Dm(#[from] DmError),
@@ -118,7 +134,7 @@ impl Error {
             Self::Busy(_) => exit::BUSY,
             Self::WrongState(_) => exit::WRONG_STATE,
             Self::NothingToDo(_) => exit::NOTHING_TO_DO,
-            Self::NotFound(_) => exit::FAILURE,
+            Self::NotFound(_) | Self::Refused(_) => exit::FAILURE,
             Self::Dm(DmError::Ioctl { source, .. })
                 if source.raw_os_error() == Some(libc::EBUSY) =>
             {

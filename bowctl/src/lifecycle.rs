@@ -135,6 +135,58 @@ fn parent(path: &Path) -> PathBuf {
     }
 }
 
+/// Checks that a record at `path` is where the next boot will find it: on a
+/// mounted filesystem of its own (not the root filesystem, where
+/// `/metadata/bow` lands when the metadata partition is not mounted), and
+/// not on a device that bow protects (a rollback would take the record back
+/// with the data).
+pub fn check_place(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // The nearest directory that exists: `store` creates the rest.
+    let mut dir = parent(path);
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p.to_path_buf(),
+            _ => break,
+        }
+    }
+    let canon = std::fs::canonicalize(&dir)
+        .map_err(|e| Error::io(format!("cannot resolve {}", dir.display()), e))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("cannot read /proc/self/mountinfo", e))?;
+    let mountpoint = crate::device::mount_of(&info, &canon);
+    if mountpoint.as_deref() == Some("/") {
+        return Err(Error::Refused(format!(
+            "{}: the record would be on the root filesystem, not on a partition of its own, \
+             so the next boot would not find it (is the metadata partition mounted?); \
+             --force writes it there anyway",
+            path.display()
+        )));
+    }
+    let dev = std::fs::metadata(&canon)
+        .map_err(|e| Error::io(format!("cannot stat {}", canon.display()), e))?
+        .dev();
+    let here = crate::device::split_dev(dev);
+    if let Ok(ctl) = crate::dm::Control::open() {
+        for d in crate::device::all(&ctl).unwrap_or_default() {
+            let below = d
+                .table
+                .split_whitespace()
+                .next()
+                .and_then(crate::device::dev_of);
+            if (d.major, d.minor) == here || below == Some(here) {
+                return Err(Error::Refused(format!(
+                    "{}: the record would be on the device that bow protects ({}), and a rollback \
+                     would take it back with the data; put it on a partition of its own",
+                    path.display(),
+                    d.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Replaces the record at `path` atomically and durably.
 pub fn store(path: &Path, r: &Record) -> Result<()> {
     let dir = parent(path);

@@ -664,8 +664,14 @@ fn run(cli: &Cli) -> Result<u8> {
         } => run_restore(device, *dry_run, *roll_forward, cli.json),
         Command::Status { target } => status(target.as_deref(), cli.json),
         Command::Checkpoint { mountpoint } => checkpoint(mountpoint, cli.json),
-        Command::Commit { target } => update::commit(&cli.record, target.as_deref(), cli.json),
-        Command::Start { retries } => update::start(&cli.record, *retries, cli.json),
+        Command::Commit { target, record } => {
+            update::commit(&record.record, target.as_deref(), cli.json)
+        }
+        Command::Start {
+            retries,
+            force,
+            record,
+        } => update::start(&record.record, *retries, *force, cli.json),
         Command::Boot {
             device,
             mountpoint,
@@ -673,8 +679,9 @@ fn run(cli: &Cli) -> Result<u8> {
             fstype,
             options,
             block_size,
+            record,
         } => update::boot(
-            &cli.record,
+            &record.record,
             &update::BootArgs {
                 device,
                 mountpoint,
@@ -685,7 +692,7 @@ fn run(cli: &Cli) -> Result<u8> {
             },
             cli.json,
         ),
-        Command::Abort => update::abort(&cli.record, cli.json),
+        Command::Abort { record } => update::abort(&record.record, cli.json),
         Command::Health {
             target,
             min_free,
@@ -693,8 +700,9 @@ fn run(cli: &Cli) -> Result<u8> {
             reboot,
             interval,
             once,
+            record,
         } => update::health(
-            &cli.record,
+            &record.record,
             &update::HealthArgs {
                 target: target.as_deref(),
                 min_free: *min_free,

@@ -50,7 +50,13 @@ fn describe(rec: &Loaded) -> String {
     }
 }
 
-pub fn start(record: &Path, retries: u32, json: bool) -> Result<u8> {
+pub fn start(record: &Path, retries: u32, force: bool, json: bool) -> Result<u8> {
+    if let Err(e) = lifecycle::check_place(record) {
+        if !force {
+            return Err(e.into());
+        }
+        eprintln!("bowctl: warning (--force): {e}");
+    }
     let old = lifecycle::load(record)?;
     let r = Record::new(retries);
     lifecycle::store(record, &r)?;
@@ -65,7 +71,12 @@ pub fn start(record: &Path, retries: u32, json: bool) -> Result<u8> {
             println!("bowctl: replaced the previous record ({p})");
         }
         println!(
-            "bowctl: update pending: the next {retries} boot(s) run under a checkpoint; {} holds the record",
+            "bowctl: update pending: the next {retries} {} under a checkpoint; {} holds the record",
+            if retries == 1 {
+                "boot runs"
+            } else {
+                "boots run"
+            },
             record.display()
         );
     }

@@ -23,14 +23,14 @@ fn start_writes_a_record_and_replaces_an_old_one() {
     let d = tempfile::tempdir().unwrap();
     let rec = d.path().join("meta/bow/checkpoint.json");
     bowctl(&rec)
-        .args(["start", "--retries", "2"])
+        .args(["start", "--force", "--retries", "2"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("the next 2 boot(s)"));
+        .stdout(predicate::str::contains("the next 2 boots"));
     assert_eq!(load(&rec), Loaded::Valid(Record::new(2)));
     // Again (an updater retried): same record, and it says what it replaced.
     bowctl(&rec)
-        .args(["start", "--retries", "3"])
+        .args(["start", "--force", "--retries", "3"])
         .assert()
         .success()
         .stdout(predicate::str::contains("replaced the previous record"));
@@ -38,12 +38,40 @@ fn start_writes_a_record_and_replaces_an_old_one() {
     // --record wins over the environment.
     let other = d.path().join("other.json");
     bowctl(&rec)
-        .args(["--json", "start", "--retries", "1", "--record"])
+        .args(["--json", "start", "--force", "--retries", "1", "--record"])
         .arg(&other)
         .assert()
         .success()
         .stdout(predicate::str::contains("\"result\": \"started\""));
     assert_eq!(load(&other), Loaded::Valid(Record::new(1)));
+}
+
+#[test]
+fn start_refuses_a_record_on_the_root_filesystem() {
+    // /metadata not mounted: /metadata/bow would be made on the root
+    // filesystem, where the next boot (with /metadata mounted over it) does
+    // not see it. The nearest existing directory here is / itself.
+    let rec = Path::new("/nonexistent-bowctl-test/bow/checkpoint.json");
+    bowctl(rec)
+        .args(["start", "--retries", "2"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("root filesystem").and(predicate::str::contains("--force")),
+        );
+    assert!(
+        !Path::new("/nonexistent-bowctl-test").exists(),
+        "nothing was created"
+    );
+    let out = bowctl(rec)
+        .args(["--json", "start", "--retries", "2"])
+        .assert()
+        .code(1);
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("root filesystem"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -69,7 +97,7 @@ fn abort_sets_the_flag_once() {
         .code(3)
         .stderr(predicate::str::contains("no update pending"));
     bowctl(&rec)
-        .args(["start", "--retries", "2"])
+        .args(["start", "--force", "--retries", "2"])
         .assert()
         .success();
     bowctl(&rec).arg("abort").assert().success();
@@ -113,7 +141,7 @@ fn commit_and_health_without_a_device_say_so() {
     let d = tempfile::tempdir().unwrap();
     let rec = d.path().join("r.json");
     bowctl(&rec)
-        .args(["start", "--retries", "2"])
+        .args(["start", "--force", "--retries", "2"])
         .assert()
         .success();
     for cmd in [&["commit"][..], &["health", "--once"][..]] {

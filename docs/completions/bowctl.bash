@@ -95,16 +95,12 @@ _bowctl() {
 
     case "${cmd}" in
         bowctl)
-            opts="-h -V --json --record --help --version inspect restore status checkpoint commit start boot abort health create remove help"
+            opts="-h -V --json --help --version inspect restore status checkpoint commit start boot abort health create remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --record)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -113,7 +109,7 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__abort)
-            opts="-h --json --record --help"
+            opts="-h --record --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,7 +127,7 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__boot)
-            opts="-t -o -h --name --type --options --block-size --json --record --help"
+            opts="-t -o -h --name --type --options --block-size --record --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -173,16 +169,12 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__checkpoint)
-            opts="-h --json --record --help"
+            opts="-h --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --record)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -191,7 +183,7 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__commit)
-            opts="-h --json --record --help"
+            opts="-h --record --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -209,17 +201,13 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__create)
-            opts="-h --block-size --json --record --help"
+            opts="-h --block-size --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --block-size)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --record)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -231,7 +219,7 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__health)
-            opts="-h --min-free --on-low --reboot --interval --once --json --record --help"
+            opts="-h --min-free --on-low --reboot --interval --once --record --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,16 +431,12 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__inspect)
-            opts="-h --json --record --help"
+            opts="-h --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --record)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -461,16 +445,12 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__remove)
-            opts="-h --json --record --help"
+            opts="-h --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --record)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -479,16 +459,12 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__restore)
-            opts="-h --dry-run --roll-forward --json --record --help"
+            opts="-h --dry-run --roll-forward --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --record)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -497,7 +473,7 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__start)
-            opts="-h --retries --json --record --help"
+            opts="-h --retries --force --record --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -519,16 +495,12 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__status)
-            opts="-h --json --record --help"
+            opts="-h --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --record)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 *)
                     COMPREPLY=()
                     ;;
