@@ -196,7 +196,7 @@ pub fn mount_of(mountinfo: &str, path: &Path) -> Option<String> {
         let Some(mp) = line.split(' ').nth(4).map(unescape) else {
             continue;
         };
-        if path.starts_with(&mp) && best.as_ref().is_none_or(|b| mp.len() >= b.len()) {
+        if path.starts_with(&mp) && best.as_ref().map_or(true, |b| mp.len() >= b.len()) {
             best = Some(mp);
         }
     }
