@@ -72,8 +72,10 @@ pub enum Command {
     /// Request a checkpoint for the next boots: run when an update is
     /// installed. Writes the record; touches no device.
     Start {
-        /// Boot attempts before the data is rolled back.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        /// Boot attempts before the data is rolled back: 1 to 100, or
+        /// `unlimited` (also -1, as vdc takes it): every boot retries until
+        /// a commit or an abort.
+        #[arg(long, value_parser = parse_retries, allow_negative_numbers = true)]
         retries: u32,
         /// Write the record even where the next boot may not find it: on
         /// the root filesystem (the record partition is not mounted) or on
@@ -112,6 +114,19 @@ pub enum Command {
         #[command(flatten)]
         record: RecordArg,
     },
+    /// Whether an update is pending (vdc's needsCheckpoint): exit 0 if so,
+    /// 3 if not.
+    Pending {
+        #[command(flatten)]
+        record: RecordArg,
+    },
+    /// Whether a bow device is under a checkpoint, in state 1 (vdc's
+    /// isCheckpointing): exit 0 if so, 3 if not.
+    Checkpointing {
+        /// A device-mapper name, a device node, or a mountpoint. Default:
+        /// any bow device.
+        target: Option<String>,
+    },
     /// Request a rollback at the next boot (the update failed).
     Abort {
         #[command(flatten)]
@@ -126,9 +141,9 @@ pub enum Command {
         /// The threshold, in bytes (K, M, G suffixes allowed).
         #[arg(long, default_value = "100M", value_parser = parse_size)]
         min_free: u64,
-        /// What to do below the threshold: keep the new data (commit), or
-        /// request a rollback (abort).
-        #[arg(long, value_enum, default_value_t = OnLow::Abort)]
+        /// What to do below the threshold: keep the new data (commit, as
+        /// Android's vold does by default), or request a rollback (abort).
+        #[arg(long, value_enum, default_value_t = OnLow::Commit)]
         on_low: OnLow,
         /// After an abort, reboot the machine (into the rollback).
         #[arg(long)]
@@ -171,6 +186,17 @@ pub enum OnLow {
 }
 
 /// Parses a size: bytes, or a number with a K, M or G suffix (powers of 1024).
+/// `retries` of the record for `--retries`: 1 to 100, or unlimited.
+pub fn parse_retries(s: &str) -> Result<u32, String> {
+    match s {
+        "unlimited" | "-1" => Ok(crate::lifecycle::UNLIMITED),
+        _ => match s.parse::<u32>() {
+            Ok(n @ 1..=100) => Ok(n),
+            _ => Err(format!("{s:?}: expected 1 to 100, or unlimited (-1)")),
+        },
+    }
+}
+
 /// A block size the target accepts (the kernel's own grammar, from the
 /// shared core), checked before anything is opened.
 pub fn parse_block_size(s: &str) -> Result<u32, String> {

@@ -669,16 +669,29 @@ impl Control {
             .ok_or(DmError::Reply(op))
     }
 
-    /// DM_DEV_CREATE + DM_TABLE_LOAD + DM_DEV_SUSPEND(resume); on failure
-    /// after create, removes the device again. Also makes sure
-    /// `/dev/mapper/<name>` exists (we run without udev). Returns the new
-    /// device's info.
-    pub fn create(&self, name: &str, targets: &[Target]) -> Result<DeviceInfo, DmError> {
+    /// DM_DEV_CREATE (with `uuid`, if given) + DM_TABLE_LOAD +
+    /// DM_DEV_SUSPEND(resume); on failure after create, removes the device
+    /// again. Also makes sure `/dev/mapper/<name>` exists (we run without
+    /// udev). Returns the new device's info.
+    pub fn create(
+        &self,
+        name: &str,
+        uuid: Option<&str>,
+        targets: &[Target],
+    ) -> Result<DeviceInfo, DmError> {
         check_name(name)?;
+        if let Some(u) = uuid {
+            if u.len() >= DM_UUID_LEN || u.contains('\0') {
+                return Err(DmError::BadName(u.to_owned()));
+            }
+        }
         // Encode the table first so that bad input fails before anything exists.
         let mut load = table_load_request(Dev::Name(name), targets)?;
 
         let mut buf = simple_request(Some(Dev::Name(name)), 0, HEADER_SIZE)?;
+        if let Some(u) = uuid {
+            buf.bytes_mut()[OFF_UUID..OFF_UUID + u.len()].copy_from_slice(u.as_bytes());
+        }
         self.ioctl(cmd::DEV_CREATE, "DM_DEV_CREATE", name, &mut buf)?;
 
         let result = (|| {
@@ -1307,7 +1320,7 @@ mod tests {
                 params: format!("{ma}:{mi} 16"),
             });
         }
-        let info = ctl.create(&name, &targets).unwrap();
+        let info = ctl.create(&name, None, &targets).unwrap();
         assert_eq!(info.name, name);
         assert!(info.live_table && !info.suspended);
         assert_eq!(info.target_count as usize, targets.len());
@@ -1325,7 +1338,7 @@ mod tests {
         let out = ctl.message(Dev::Name(&name), "@stats_list").unwrap();
         assert!(out.is_some());
         // Creating the same name again fails and must not remove the original.
-        assert!(ctl.create(&name, &targets).is_err());
+        assert!(ctl.create(&name, None, &targets).is_err());
         assert!(ctl.info(Dev::Name(&name)).is_ok());
         ctl.remove(Dev::Number(info.major, info.minor)).unwrap();
         assert!(!Path::new(MAPPER_DIR).join(&name).exists());
@@ -1337,7 +1350,7 @@ mod tests {
             target_type: "no-such-target".into(),
             params: String::new(),
         }];
-        assert!(ctl.create(&name, &bad).is_err());
+        assert!(ctl.create(&name, None, &bad).is_err());
         assert!(ctl.info(Dev::Name(&name)).is_err());
     }
 }

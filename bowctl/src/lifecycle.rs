@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 /// Where the record lives unless `--record` or `BOWCTL_RECORD` says otherwise.
 pub const DEFAULT_RECORD: &str = "/metadata/bow/checkpoint.json";
 
+/// `retries` (and `remaining`) of an update with unlimited attempts: boot
+/// never counts them down.
+pub const UNLIMITED: u32 = u32::MAX;
+
 /// The record's format version.
 pub const VERSION: u32 = 1;
 

@@ -586,9 +586,21 @@ fn do_create(
     if let Some(bs) = block_size {
         params.push_str(&format!(" 1 block_size:{bs}"));
     }
+    // A DM UUID, as lvm2 (LVM-) and cryptsetup (CRYPT-) set theirs: the
+    // kernel name of the device below and the bow device's name, both
+    // stable, so tools can tell bow devices and what they protect.
+    let below = std::fs::canonicalize(under)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "dev".into());
+    let mut uuid = format!("BOW-{below}-{name}");
+    while uuid.len() > 128 {
+        uuid.pop();
+    }
     let info = ctl
         .create(
             name,
+            Some(&uuid),
             &[Target {
                 start: 0,
                 length: sectors,
@@ -693,6 +705,8 @@ fn run(cli: &Cli) -> Result<u8> {
             cli.json,
         ),
         Command::Abort { record } => update::abort(&record.record, cli.json),
+        Command::Pending { record } => update::pending(&record.record, cli.json),
+        Command::Checkpointing { target } => update::checkpointing(target.as_deref(), cli.json),
         Command::Health {
             target,
             min_free,

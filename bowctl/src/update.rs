@@ -43,6 +43,9 @@ fn describe(rec: &Loaded) -> String {
         Loaded::Corrupt(why) => format!("the record is damaged ({why})"),
         Loaded::Valid(r) if r.committing => "an update whose commit was interrupted".into(),
         Loaded::Valid(r) if r.abort => "an update with a rollback requested".into(),
+        Loaded::Valid(r) if r.retries == lifecycle::UNLIMITED => {
+            "an update is pending: unlimited boot attempts".into()
+        }
         Loaded::Valid(r) => format!(
             "an update is pending: {} of {} boot attempts left",
             r.remaining, r.retries
@@ -70,13 +73,13 @@ pub fn start(record: &Path, retries: u32, force: bool, json: bool) -> Result<u8>
         if let Some(p) = replaced {
             println!("bowctl: replaced the previous record ({p})");
         }
+        let boots = match retries {
+            lifecycle::UNLIMITED => "every boot runs until a commit or an abort".to_string(),
+            1 => "the next boot runs".to_string(),
+            n => format!("the next {n} boots run"),
+        };
         println!(
-            "bowctl: update pending: the next {retries} {} under a checkpoint; {} holds the record",
-            if retries == 1 {
-                "boot runs"
-            } else {
-                "boots run"
-            },
+            "bowctl: update pending: {boots} under a checkpoint; {} holds the record",
             record.display()
         );
     }
@@ -283,14 +286,20 @@ pub fn boot(record: &Path, a: &BootArgs<'_>, json: bool) -> Result<u8> {
             let Loaded::Valid(ref mut r) = loaded else {
                 unreachable!("an attempt needs a valid record");
             };
-            r.remaining -= 1;
+            if r.retries != lifecycle::UNLIMITED {
+                r.remaining -= 1;
+            }
             r.device = Some(a.name.to_owned());
             lifecycle::store(record, r)?;
-            steps.say(format!(
-                "attempt {} of {}: counted before anything changes",
-                r.retries - r.remaining,
-                r.retries
-            ));
+            steps.say(if r.retries == lifecycle::UNLIMITED {
+                "another attempt (unlimited): the device is recorded before anything changes".into()
+            } else {
+                format!(
+                    "attempt {} of {}: counted before anything changes",
+                    r.retries - r.remaining,
+                    r.retries
+                )
+            });
             let (table, ma, mi) = do_create(&ctl, a.name, a.device, a.block_size)?;
             steps.say(format!("created /dev/mapper/{}: {table}", a.name));
             let dev = device::probe(&ctl, a.name, ma, mi)?
@@ -428,6 +437,49 @@ pub fn abort(record: &Path, json: bool) -> Result<u8> {
         println!("bowctl: rollback requested: the next boot restores the checkpoint");
     }
     Ok(exit::SUCCESS)
+}
+
+/// `pending`: is an update pending (a valid record that no commit or abort
+/// closed)?
+pub fn pending(record: &Path, json: bool) -> Result<u8> {
+    let loaded = lifecycle::load(record)?;
+    let yes = matches!(&loaded, Loaded::Valid(r) if !r.committing && !r.abort);
+    if json {
+        print_json(&json!({"pending": yes, "record": describe(&loaded)}))?;
+    } else {
+        println!("bowctl: {}", describe(&loaded));
+    }
+    Ok(if yes {
+        exit::SUCCESS
+    } else {
+        exit::NOTHING_TO_DO
+    })
+}
+
+/// `checkpointing`: is `target` (or any bow device) in state 1?
+pub fn checkpointing(target: Option<&str>, json: bool) -> Result<u8> {
+    let ctl = Control::open()?;
+    let devs = match target {
+        Some(t) => vec![device::resolve(&ctl, t)?],
+        None => device::all(&ctl)?,
+    };
+    let open: Vec<&str> = devs
+        .iter()
+        .filter(|d| d.state == 1)
+        .map(|d| d.name.as_str())
+        .collect();
+    if json {
+        print_json(&json!({"checkpointing": !open.is_empty(), "devices": open}))?;
+    } else if open.is_empty() {
+        println!("bowctl: no bow device is under a checkpoint");
+    } else {
+        println!("bowctl: under a checkpoint: {}", open.join(", "));
+    }
+    Ok(if open.is_empty() {
+        exit::NOTHING_TO_DO
+    } else {
+        exit::SUCCESS
+    })
 }
 
 /// Options of `health`.

@@ -78,7 +78,7 @@ fn start_refuses_a_record_on_the_root_filesystem() {
 fn start_refuses_zero_or_absurd_retries() {
     let d = tempfile::tempdir().unwrap();
     let rec = d.path().join("r.json");
-    for n in ["0", "101", "-1", "x"] {
+    for n in ["0", "101", "-2", "x"] {
         bowctl(&rec)
             .args(["start", "--retries", n])
             .assert()
@@ -156,4 +156,33 @@ fn commit_and_health_without_a_device_say_so() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("K, M or G"));
+}
+
+#[test]
+fn start_unlimited_and_pending() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("r.json");
+    // Nothing pending: exit 3.
+    bowctl(&rec).arg("pending").assert().code(3);
+    for n in ["unlimited", "-1"] {
+        bowctl(&rec)
+            .args(["start", "--force", "--retries", n])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(
+                "every boot runs until a commit or an abort",
+            ));
+        assert_eq!(load(&rec), Loaded::Valid(Record::new(lifecycle::UNLIMITED)));
+    }
+    bowctl(&rec)
+        .arg("pending")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("unlimited"));
+    let out = bowctl(&rec).args(["--json", "pending"]).assert().success();
+    let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(v["pending"], true);
+    // An abort closes it.
+    bowctl(&rec).arg("abort").assert().success();
+    bowctl(&rec).arg("pending").assert().code(3);
 }

@@ -25,6 +25,9 @@ _bowctl() {
             bowctl,checkpoint)
                 cmd="bowctl__subcmd__checkpoint"
                 ;;
+            bowctl,checkpointing)
+                cmd="bowctl__subcmd__checkpointing"
+                ;;
             bowctl,commit)
                 cmd="bowctl__subcmd__commit"
                 ;;
@@ -39,6 +42,9 @@ _bowctl() {
                 ;;
             bowctl,inspect)
                 cmd="bowctl__subcmd__inspect"
+                ;;
+            bowctl,pending)
+                cmd="bowctl__subcmd__pending"
                 ;;
             bowctl,remove)
                 cmd="bowctl__subcmd__remove"
@@ -61,6 +67,9 @@ _bowctl() {
             bowctl__subcmd__help,checkpoint)
                 cmd="bowctl__subcmd__help__subcmd__checkpoint"
                 ;;
+            bowctl__subcmd__help,checkpointing)
+                cmd="bowctl__subcmd__help__subcmd__checkpointing"
+                ;;
             bowctl__subcmd__help,commit)
                 cmd="bowctl__subcmd__help__subcmd__commit"
                 ;;
@@ -75,6 +84,9 @@ _bowctl() {
                 ;;
             bowctl__subcmd__help,inspect)
                 cmd="bowctl__subcmd__help__subcmd__inspect"
+                ;;
+            bowctl__subcmd__help,pending)
+                cmd="bowctl__subcmd__help__subcmd__pending"
                 ;;
             bowctl__subcmd__help,remove)
                 cmd="bowctl__subcmd__help__subcmd__remove"
@@ -95,7 +107,7 @@ _bowctl() {
 
     case "${cmd}" in
         bowctl)
-            opts="-h -V --json --help --version inspect restore status checkpoint commit start boot abort health create remove help"
+            opts="-h -V --json --help --version inspect restore status checkpoint commit start boot pending checkpointing abort health create remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -182,6 +194,20 @@ _bowctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bowctl__subcmd__checkpointing)
+            opts="-h --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bowctl__subcmd__commit)
             opts="-h --record --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -249,7 +275,7 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__help)
-            opts="inspect restore status checkpoint commit start boot abort health create remove help"
+            opts="inspect restore status checkpoint commit start boot pending checkpointing abort health create remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -291,6 +317,20 @@ _bowctl() {
             return 0
             ;;
         bowctl__subcmd__help__subcmd__checkpoint)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bowctl__subcmd__help__subcmd__checkpointing)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -374,6 +414,20 @@ _bowctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bowctl__subcmd__help__subcmd__pending)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bowctl__subcmd__help__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -437,6 +491,24 @@ _bowctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bowctl__subcmd__pending)
+            opts="-h --record --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --record)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
-# checks: 70
+# checks: 71
 # bowctl on the real kernel: the whole cycle with bowctl alone (create,
 # checkpoint, status, commit, remove), every exit code a live device can
 # produce, the busy-device refusals, a rollback checked below the target,
@@ -26,6 +26,7 @@ dd if=/dev/zero of=$DISK bs=1M count=$MIB oflag=direct 2>/dev/null
 mkfs.ext4 -q -F -b 4096 $DISK ${MIB}M
 code 0 "bowctl create" bowctl create ud $DISK --block-size 4096
 check "node /dev/mapper/ud made without udev" [ -b /dev/mapper/ud ]
+eq "a DM UUID, as lvm2 and cryptsetup set theirs" "BOW-${DISK#/dev/}-ud" "$(dmsetup info -c --noheadings -o uuid ud)"
 eq "table as Android writes it, whole disk" "0 $(blockdev --getsz $DISK) bow $DISK 1 block_size:4096" "$(dmsetup table ud)"
 code 6 "create over a name in use: busy" bowctl create ud $DISK
 check "status lists it in state 0" sh -c "bowctl status | grep -q '^ud (/dev/dm-[0-9]*, [0-9:]*): state 0 (trim)'"

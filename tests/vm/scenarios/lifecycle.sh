@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
-# checks: 84
+# checks: 88
 # The update lifecycle's corner cases in one boot (issue 6): bowctl start,
 # boot, commit, abort and health, through the example init scripts where an
 # init would use them. A "reboot" here is an unmount and the removal of the
@@ -56,6 +56,8 @@ check "boot: an attempt under bow" boot
 check "  attempt 1 of 1" grep -q "attempt 1 of 1" /tmp/boot.out
 eq "  state 1 (checkpoint)" 1 "$(cat "$(bow_sysfs userdata)"/state)"
 check "  the record names the device" grep -q '"device": "userdata"' $REC
+check "pending: an update is pending (exit 0)" bowctl pending
+check "checkpointing: userdata is in state 1 (exit 0)" bowctl checkpointing userdata
 check "boot again in the same boot: finishes nothing new, exit 0" boot
 check "  it says the device exists" grep -q "already exists" /tmp/boot.out
 check "health --once: healthy above 1M free" bowctl health --once --min-free 1M
@@ -79,9 +81,11 @@ check "  no log left" no_log
 check "start" bowctl start --retries 2
 check "boot: attempt" boot
 change 2
-check "health below the threshold with --on-low commit: commits" bowctl health --once --min-free 100G --on-low commit
+check "health below the threshold, default --on-low (commit, vold's default): commits" bowctl health --once --min-free 100G
 eq "  state 2" 2 "$(cat "$(bow_sysfs userdata)"/state)"
 check "  record removed" [ ! -f $REC ]
+eq "pending after the commit: no (3)" 3 "$(bowctl pending >/dev/null 2>&1; echo $?)"
+eq "checkpointing after the commit: no (3)" 3 "$(bowctl checkpointing >/dev/null 2>&1; echo $?)"
 eq "commit again: nothing to do (3)" 3 "$(bowctl commit userdata >/dev/null 2>&1; echo $?)"
 reboot_sim
 check "boot after the commit: plain mount" boot
