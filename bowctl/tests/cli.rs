@@ -683,3 +683,136 @@ fn crc_matches_the_entry_checksum_definition() {
         crc32(7, &[1u8; 4096])
     );
 }
+
+/// Every JSON output an image can produce, read back into typed structures
+/// that refuse unknown and missing fields: the shapes docs/bowctl.md gives.
+mod json_shapes {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Summary {
+        block_size: u32,
+        sequences: u32,
+        entries: u64,
+        checksums_verified: u64,
+        sector0: u64,
+        restoring: bool,
+        bytes_to_restore: u64,
+        copies: u64,
+        zeroes: u64,
+        clears: u64,
+        fences: u64,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Entry {
+        sequence: u32,
+        index: u32,
+        source: u64,
+        dest: u64,
+        size: u32,
+        checksum: u32,
+        checksum_verified: bool,
+        zero: bool,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct InspectValid {
+        device: String,
+        checkpoint: bool,
+        verdict: String,
+        summary: Summary,
+        entries: Vec<Entry>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct InspectNone {
+        device: String,
+        checkpoint: bool,
+        verdict: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct InspectInvalid {
+        device: String,
+        checkpoint: bool,
+        verdict: String,
+        error: String,
+        exit_code: u8,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Restored {
+        device: String,
+        result: String,
+        summary: Summary,
+        seconds: f64,
+        validate_seconds: f64,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Nothing {
+        device: String,
+        result: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Failure {
+        error: String,
+        exit_code: u8,
+    }
+
+    fn run<T: serde::de::DeserializeOwned>(args: &[&str], path: &Path, code: i32) -> T {
+        let out = bowctl()
+            .arg("--json")
+            .args(args)
+            .arg(path)
+            .assert()
+            .code(code);
+        let stdout = &out.get_output().stdout;
+        serde_json::from_slice(stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(stdout)))
+    }
+
+    #[test]
+    fn every_offline_json_output_has_its_shape() {
+        let dir = TempDir::new().unwrap();
+        let img = chained();
+        let p = write(&dir, "img", &img.data);
+        let v: InspectValid = run(&["inspect"], &p, 0);
+        assert_eq!((v.verdict.as_str(), v.checkpoint), ("valid", true));
+        assert_eq!(v.entries.len() as u64, v.summary.entries);
+        let r: Restored = run(&["restore"], &p, 0);
+        assert_eq!(r.result, "restored");
+        let n: InspectNone = run(&["inspect"], &p, 0);
+        assert_eq!((n.verdict.as_str(), n.checkpoint), ("no checkpoint", false));
+        let n: Nothing = run(&["restore"], &p, 0);
+        assert_eq!(n.result, "nothing_to_restore");
+        let mut bad = chained().data;
+        bad[6] = 99;
+        let b = write(&dir, "bad", &bad);
+        let i: InspectInvalid = run(&["inspect"], &b, 4);
+        assert_eq!((i.verdict.as_str(), i.exit_code), ("invalid", 4));
+        let f: Failure = run(&["restore"], &b, 4);
+        assert_eq!(f.exit_code, 4);
+        let f: Failure = run(&["inspect"], Path::new("/nonexistent"), 1);
+        assert_eq!(f.exit_code, 1);
+    }
+}
