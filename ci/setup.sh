@@ -16,6 +16,8 @@ DEB_PACKAGES=(
     util-linux coreutils gzip
     # lint (ci/lint.sh): shellcheck; checkpatch.pl is perl; RST checks
     shellcheck perl python3 python3-docutils
+    # the protocol's model (tests/model/run.sh)
+    spin gcc
 )
 RUST_COMPONENTS=(rust-src rustfmt clippy)
 RUST_TARGETS=(x86_64-unknown-linux-musl)

@@ -2,7 +2,8 @@
 # Runs every test of the project and ends with one line: N passed, N failed.
 #   1. host: cargo test of the workspace (shared core, bowctl), then the lint
 #      (ci/lint.sh: kernel rustfmt and CLIPPY=1, checkpatch, shellcheck,
-#      cargo fmt and clippy), each tool one check
+#      cargo fmt and clippy), each tool one check; then the protocol's
+#      model, checked with spin (tests/model/run.sh)
 #   2. kernel: builds the test kernel (cached) and the module
 #   3. VM: boots it once with every scenario; KUnit runs when the module loads
 #   4. crash campaign: the host replays the crash states the `crash` scenario
@@ -65,6 +66,11 @@ fi
 log "lint (ci/lint.sh)"
 if bash ci/lint.sh; then lint_status=0; else lint_status=$?; fi
 add_tsv "lint" "$BOW_ROOT/target/lint/results.tsv" "$lint_status"
+
+# --- the protocol, model-checked ---------------------------------------------
+log "model: spin on tests/model/bow.pml"
+if bash tests/model/run.sh; then model_status=0; else model_status=$?; fi
+add_tsv "model check" "$BOW_ROOT/target/model/results.tsv" "$model_status"
 
 # --- VM tests --------------------------------------------------------------
 # Scenarios marked "# multiboot" need several boots; step 5 runs them.
