@@ -25,7 +25,7 @@ row() { # <name> <pass|fail> <detail>
 # verify <label> [-Dflag]: builds the verifier and runs a full search.
 # Prints pan's summary; its error count goes to $out/<label>.errors.
 verify() {
-    local label=$1 dir=$out/$1
+    local dir=$out/$1
     shift
     mkdir -p "$dir"
     cp tests/model/bow.pml "$dir/"
