@@ -188,6 +188,31 @@ pub fn mounted_device(dir: &Path) -> Result<(u32, u32)> {
     found.ok_or_else(|| Error::NotFound(format!("{}: not a mountpoint", dir.display())))
 }
 
+/// Checks that `path` exists and is a directory (`what` names it in the
+/// error), before anything else is opened.
+pub fn need_dir(path: &Path, what: &str) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::NotFound(format!(
+            "{}: not a directory ({what})",
+            path.display()
+        ))),
+        Err(e) => Err(Error::NotFound(format!("{}: {e} ({what})", path.display()))),
+    }
+}
+
+/// Checks that `path` exists and is a block device.
+pub fn need_block_device(path: &Path) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if m.file_type().is_block_device() => Ok(()),
+        Ok(_) => Err(Error::NotFound(format!(
+            "{}: not a block device",
+            path.display()
+        ))),
+        Err(e) => Err(Error::NotFound(format!("{}: {e}", path.display()))),
+    }
+}
+
 /// The mountpoint whose filesystem holds `path` (canonical), from the text
 /// of /proc/self/mountinfo: the longest mountpoint that is a prefix of it.
 pub fn mount_of(mountinfo: &str, path: &Path) -> Option<String> {

@@ -68,32 +68,6 @@ pub enum Error {
     Dm(#[from] DmError),
 }
 
-/// Checks that `path` exists and is a directory (`what` names it in the
-/// error), before anything else is opened.
-pub fn need_dir(path: &std::path::Path, what: &str) -> Result<()> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::NotFound(format!(
-            "{}: not a directory ({what})",
-            path.display()
-        ))),
-        Err(e) => Err(Error::NotFound(format!("{}: {e} ({what})", path.display()))),
-    }
-}
-
-/// Checks that `path` exists and is a block device.
-pub fn need_block_device(path: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::metadata(path) {
-        Ok(m) if m.file_type().is_block_device() => Ok(()),
-        Ok(_) => Err(Error::NotFound(format!(
-            "{}: not a block device",
-            path.display()
-        ))),
-        Err(e) => Err(Error::NotFound(format!("{}: {e}", path.display()))),
-    }
-}
-
 impl Error {
     /// Wraps an OS error with what was being done.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {

@@ -8,7 +8,7 @@ use bowctl::cli::{Cli, Command};
 use bowctl::device::{self, BowDevice};
 use bowctl::disk::FileDisk;
 use bowctl::dm::{Control, Dev, Target};
-use bowctl::error::{self, exit, Error};
+use bowctl::error::{exit, Error};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -513,7 +513,7 @@ fn do_checkpoint(ctl: &Control, mountpoint: &Path) -> Result<(u64, BowDevice)> {
 }
 
 fn checkpoint(mountpoint: &Path, json: bool) -> Result<u8> {
-    error::need_dir(mountpoint, "the mountpoint")?;
+    device::need_dir(mountpoint, "the mountpoint")?;
     let ctl = Control::open()?;
     let (trimmed, after) = do_checkpoint(&ctl, mountpoint)?;
     if json {
@@ -616,7 +616,7 @@ fn do_create(
 }
 
 fn create(name: &str, under: &Path, block_size: Option<u32>, json: bool) -> Result<u8> {
-    error::need_block_device(under)?;
+    device::need_block_device(under)?;
     let ctl = Control::open()?;
     let (table, major, minor) = do_create(&ctl, name, under, block_size)?;
     let dev = device::probe(&ctl, name, major, minor)?;

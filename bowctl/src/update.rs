@@ -169,8 +169,8 @@ fn mount_and_checkpoint(
 }
 
 pub fn boot(record: &Path, a: &BootArgs<'_>, json: bool) -> Result<u8> {
-    crate::error::need_block_device(a.device)?;
-    crate::error::need_dir(a.mountpoint, "the mountpoint")?;
+    device::need_block_device(a.device)?;
+    device::need_dir(a.mountpoint, "the mountpoint")?;
     let mut steps = Steps::new(json);
     let ctl = Control::open()?;
     let finish = |steps: &Steps, decision: &str, mounted: &Path, rec: Option<&Record>| {
