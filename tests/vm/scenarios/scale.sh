@@ -6,7 +6,7 @@
 # blocks over all of /dev/vdc (1 GiB, 2097152 blocks), every odd block past
 # the first 8 MiB discarded in state 0 (one 512-byte discard each), then
 # the checkpoint with a writer busy on used blocks between free ones, first
-# overwrites of the first 8 MiB, `dmsetup status`, the `free_map` message, a rollback
+# overwrites of the first 8 MiB (less on a small N), `dmsetup status`, the `free_map` message, a rollback
 # checked below the target, and the removal. Nothing whose size grows with
 # the extents may come from kmalloc (the free map at checkpoint is a KVVec:
 # 16 MiB here, above kmalloc's 4 MiB).
@@ -83,12 +83,17 @@ sleep 2
 touch /tmp/stop-w; wait $wpid
 check "no write of the writer failed" [ ! -e /tmp/w-failed ]
 
-# First overwrites: the first 8 MiB.
+# First overwrites: the first 8 MiB, or 3/4 of the free space when that is
+# less (each 512-byte block overwritten needs a free block for its backup;
+# beyond that the writes fail with ENOSPC, as they must).
+ow=$(( N * 512 * 3 / 4 / 65536 ))
+[ $ow -gt 128 ] && ow=128
+[ $ow -lt 1 ] && ow=1
 t=$(now_ms)
-check "first overwrites of 8 MiB of used blocks" dd if=/dev/urandom of=$D bs=64k count=128 oflag=direct conv=notrunc,fsync
+check "first overwrites of $((ow * 64)) KiB of used blocks" dd if=/dev/urandom of=$D bs=64k count=$ow oflag=direct conv=notrunc,fsync
 ow_ms=$(ms_since $t)
 copies=$(status_field scale copies)
-check "the overwrites were backed up (copies=$copies)" [ "$copies" -ge 8192 ]
+check "the overwrites were backed up (copies=$copies)" [ "$copies" -ge $((ow * 64)) ]
 t=$(now_ms); dmsetup status scale >/dev/null; status_ms=$(ms_since $t)
 t=$(now_ms)
 fm=$(dmsetup message scale 0 free_map | wc -w)
@@ -104,5 +109,5 @@ restore_ms=$(ms_since $t)
 eq "the overwritten blocks are back, read below the target" "$ref" \
     "$(dd if=$DISK bs=1M count=8 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)"
 check "rmmod" rmmod dm_bow
-echo "BOW-SCALE extents=$ext free_extents=$N trim_ms=$trim_ms trims_per_s=$(( N * 1000 / (trim_ms + 1) )) slab_bytes_per_extent=$per checkpoint_ms=$ckpt_ms overwrite_8MiB_ms=$ow_ms status_ms=$status_ms free_map_ms=$fm_ms remove_ms=$rm_ms restore_ms=$restore_ms"
+echo "BOW-SCALE extents=$ext free_extents=$N trim_ms=$trim_ms trims_per_s=$(( N * 1000 / (trim_ms + 1) )) slab_bytes_per_extent=$per checkpoint_ms=$ckpt_ms overwrite_kib=$((ow * 64)) overwrite_ms=$ow_ms status_ms=$status_ms free_map_ms=$fm_ms remove_ms=$rm_ms restore_ms=$restore_ms"
 finish
