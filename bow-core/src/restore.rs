@@ -66,6 +66,17 @@ pub enum IoOp {
     Sync,
 }
 
+impl IoOp {
+    /// Its name in messages: "read", "write" or "sync".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoOp::Read => "read",
+            IoOp::Write => "write",
+            IoOp::Sync => "sync",
+        }
+    }
+}
+
 /// Which entry field a [`Corruption`] is about.
 pub type Field = &'static str;
 
@@ -212,11 +223,7 @@ impl fmt::Display for Error {
             Self::Io(e) => write!(
                 f,
                 "{} failed at byte {} (errno {})",
-                match e.op {
-                    IoOp::Read => "read",
-                    IoOp::Write => "write",
-                    IoOp::Sync => "sync",
-                },
+                e.op.as_str(),
                 e.offset,
                 e.errno
             ),

@@ -85,17 +85,10 @@ impl Error {
             return Self::InvalidLog { path, err: e };
         }
         match e {
-            restore::Error::Io(io) if io.errno != 0 => {
-                let op = match io.op {
-                    restore::IoOp::Read => "read",
-                    restore::IoOp::Write => "write",
-                    restore::IoOp::Sync => "sync",
-                };
-                Self::Io {
-                    what: format!("{path}: {op} failed at byte {}", io.offset),
-                    err: std::io::Error::from_raw_os_error(io.errno),
-                }
-            }
+            restore::Error::Io(io) if io.errno != 0 => Self::Io {
+                what: format!("{path}: {} failed at byte {}", io.op.as_str(), io.offset),
+                err: std::io::Error::from_raw_os_error(io.errno),
+            },
             _ => Self::Restore { path, err: e },
         }
     }
