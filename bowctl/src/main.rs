@@ -554,31 +554,15 @@ fn do_commit(ctl: &Control, dev: BowDevice) -> Result<BowDevice> {
 }
 
 /// Loads a bow table over `under` as `name`; returns the table line and the
-/// new device's numbers.
+/// new device's numbers. The callers have checked their arguments before
+/// opening the control node: `block_size` through the CLI's parser (the
+/// table grammar), `under` with `device::need_block_device`.
 fn do_create(
     ctl: &Control,
     name: &str,
     under: &Path,
     block_size: Option<u32>,
 ) -> Result<(String, u32, u32)> {
-    if let Some(bs) = block_size {
-        if !bow_core::format::valid_block_size(bs) {
-            return Err(Error::WrongState(format!(
-                "--block-size {bs}: expected a power of two from 512 to 4096"
-            ))
-            .into());
-        }
-    }
-    let md = std::fs::metadata(under)
-        .map_err(|e| Error::io(format!("cannot open {}", under.display()), e))?;
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if !md.file_type().is_block_device() {
-            return Err(
-                Error::WrongState(format!("{}: not a block device", under.display())).into(),
-            );
-        }
-    }
     let bytes = device::size_of(under)?;
     let unit = u64::from(block_size.unwrap_or(512));
     let sectors = bytes / unit * unit / 512;
