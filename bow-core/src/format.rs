@@ -109,6 +109,27 @@ pub const fn chain_blocks(count: u32, more: u64, epb: u32) -> u64 {
     (total - epb).div_ceil(epb - 1)
 }
 
+/// Bytes at the start of a log block holding `count` entries that a log
+/// write must write: the header and every entry, rounded up to `unit` (the
+/// logical block size of the device below: a power of two, at least 512) and
+/// at most `block_size`. What lies past the last entry is never read (every
+/// reader stops at `count`), so the rest of the block need not be written
+/// again.
+pub const fn log_write_len(count: u32, block_size: u32, unit: u32) -> u32 {
+    let unit = if unit < SECTOR_SIZE {
+        SECTOR_SIZE
+    } else {
+        unit
+    } as u64;
+    let used = HEADER_SIZE as u64 + count as u64 * ENTRY_SIZE as u64;
+    let len = used.div_ceil(unit) * unit;
+    if len > block_size as u64 {
+        block_size
+    } else {
+        len as u32
+    }
+}
+
 /// Sectors per block.
 pub const fn sectors_per_block(block_size: u32) -> u64 {
     (block_size / SECTOR_SIZE) as u64
@@ -352,6 +373,40 @@ mod tests {
         }
         // The largest batch at 512-byte blocks needs 54 chained blocks.
         assert_eq!(chain_blocks(20, 1024, 20), 54);
+    }
+
+    #[test]
+    fn log_write_len_covers_header_and_entries_in_whole_units() {
+        // 28 + 20 * 24 = 508 bytes: one sector.
+        assert_eq!(log_write_len(20, 4096, 512), 512);
+        // 28 + 21 * 24 = 532 bytes: two.
+        assert_eq!(log_write_len(21, 4096, 512), 1024);
+        // A full block, and a device with 4 KiB logical blocks.
+        assert_eq!(log_write_len(169, 4096, 512), 4096);
+        assert_eq!(log_write_len(1, 4096, 4096), 4096);
+        assert_eq!(log_write_len(20, 512, 512), 512);
+        // A unit below 512 counts as 512; never more than the block.
+        assert_eq!(log_write_len(1, 4096, 0), 512);
+        assert_eq!(log_write_len(u32::MAX, 4096, 512), 4096);
+        for bs in [512u32, 1024, 2048, 4096] {
+            for unit in [512u32, 1024, 2048, 4096] {
+                if unit > bs {
+                    continue;
+                }
+                for count in 1..=entries_per_block(bs) {
+                    let len = log_write_len(count, bs, unit);
+                    let used = HEADER_SIZE as u32 + count * ENTRY_SIZE as u32;
+                    assert!(
+                        len >= used && len <= bs && len % unit == 0,
+                        "{bs} {unit} {count}"
+                    );
+                    assert!(
+                        len - used < unit,
+                        "{bs} {unit} {count}: no whole unit to spare"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -149,6 +149,10 @@ pub struct Counters {
     pub enospc: u64,
     /// Log block writes issued.
     pub log_writes: u64,
+    /// Bytes the log wrote in state 1: each log write (only the part of
+    /// the block in use, see [`crate::format::log_write_len`]) and each full
+    /// log block saved when the next one starts.
+    pub log_bytes: u64,
     /// Bios `map` could not finish at once and held for later: during a
     /// state change, for a backup, or for memory only a sleeping
     /// allocation gives. None of them fails for it.
@@ -173,7 +177,7 @@ impl fmt::Display for StatusInfo {
         let c = &self.counters;
         write!(
             f,
-            "state={} block_size={} free={} backed_up={} log_seq={} log_entries={} copies={} enospc={} log_writes={} held={} claimed={}",
+            "state={} block_size={} free={} backed_up={} log_seq={} log_entries={} copies={} enospc={} log_writes={} log_bytes={} held={} claimed={}",
             self.state.name(),
             self.block_size,
             c.free_bytes,
@@ -183,6 +187,7 @@ impl fmt::Display for StatusInfo {
             c.copies,
             c.enospc,
             c.log_writes,
+            c.log_bytes,
             c.held,
             c.claimed_bytes
         )
@@ -268,7 +273,7 @@ mod tests {
         };
         assert_eq!(
             s.to_string(),
-            "state=checkpoint block_size=4096 free=8192 backed_up=0 log_seq=0 log_entries=0 copies=2 enospc=0 log_writes=0 held=0 claimed=0"
+            "state=checkpoint block_size=4096 free=8192 backed_up=0 log_seq=0 log_entries=0 copies=2 enospc=0 log_writes=0 log_bytes=0 held=0 claimed=0"
         );
         assert_eq!(
             StatusIma(&s).to_string(),

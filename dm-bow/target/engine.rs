@@ -22,7 +22,7 @@
 //! the live block 0, which gets a zero entry when it is chosen.
 
 use super::*;
-use crate::bow_core::format::entry_seed;
+use crate::bow_core::format::{entry_seed, log_write_len};
 use crate::ffi::{kernel_crc32_le, vec_clear, NoIo};
 use kernel::sync::CondVarTimeoutResult;
 use kernel::workqueue::{impl_has_work, Work, WorkItem};
@@ -555,10 +555,11 @@ impl Shared {
             log.spare = Some(batch);
             log.writing = false;
             match r {
-                Ok(()) => {
+                Ok(bytes) => {
                     log.header = header;
                     log.durable = upto;
                     g.counters.log_writes += 1;
+                    g.counters.log_bytes += bytes;
                 }
                 Err(e) => {
                     log.failed = true;
@@ -576,9 +577,17 @@ impl Shared {
     }
 
     /// Appends `batch` to the log block, chaining to a new block whenever one
-    /// fills, and writes block 0 with PREFLUSH|FUA.
-    fn write_log(&self, block: &mut KVec<u8>, h: &mut LogHeader, batch: &[LogEntry]) -> Result {
+    /// fills, and writes block 0 with PREFLUSH|FUA: only its part in use, in
+    /// the device's logical blocks (a batch of a few entries costs one
+    /// sector, not a whole block). Returns the bytes written.
+    fn write_log(
+        &self,
+        block: &mut KVec<u8>,
+        h: &mut LogHeader,
+        batch: &[LogEntry],
+    ) -> Result<u64> {
         let epb = entries_per_block(self.bs);
+        let mut bytes = 0u64;
         for e in batch {
             if h.count >= epb {
                 // Save the full block in free space and start the next one,
@@ -595,6 +604,7 @@ impl Shared {
                     self.bs as usize,
                     IoKind::Write,
                 )?;
+                bytes += u64::from(self.bs);
                 let checksum = kernel_crc32_le(0, block);
                 block.iter_mut().for_each(|b| *b = 0);
                 *h = LogHeader::new(self.bs, h.sequence + 1, h.sector0);
@@ -612,7 +622,9 @@ impl Shared {
             h.count += 1;
         }
         h.encode(block).map_err(|_| code::EINVAL)?;
+        let len = log_write_len(h.count, self.bs, self.dev.logical_block_size());
         self.io
-            .sync(&self.dev, 0, block, self.bs as usize, IoKind::WriteFlushFua)
+            .sync(&self.dev, 0, block, len as usize, IoKind::WriteFlushFua)?;
+        Ok(bytes + u64::from(len))
     }
 }

@@ -67,6 +67,14 @@ bow_sysfs() { echo "/sys/block/dm-$(dm_minor "$1")/bow"; }
 
 # status_field <name> <key>: one key=value field of `dmsetup status`.
 status_field() { dmsetup status "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+# log_sectors_one_by_one <entries> <writes>: sectors a 4 KiB-block log writes
+# for <writes> log writes of one entry each, from a log block holding
+# <entries>: each writes the header (28 bytes) and every entry (24 bytes) in
+# whole sectors; a full block (169 entries) is saved whole (8 sectors) and the
+# next starts with its chain entry. Computed from the format alone.
+log_sectors_one_by_one() {
+    awk -v n="$1" -v ops="$2" 'BEGIN { s = 0; for (i = 0; i < ops; i++) { if (n >= 169) { s += 8; n = 1 } n++; s += int((28 + 24 * n + 511) / 512) } print s }'
+}
 
 # zero_ranges <image> <block-size> <file>: zero every start+len block range
 # listed in <file> (whitespace-separated, as free_map prints them) in a copy.

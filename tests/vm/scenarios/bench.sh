@@ -94,31 +94,48 @@ dmsetup create bow --table "0 $LEN bow $A 1 block_size:4096"
 D=$(dm_dev bow) S=$(bow_sysfs bow)
 blkdiscard -o $((256 * 1024 * 1024)) -l $((256 * 1024 * 1024)) $D
 echo 1 > $S/state
+# log_sectors: sectors the log wrote so far (status log_bytes).
+log_sectors() { echo $(( $(status_field bow log_bytes) / 512 )); }
+n0=$(status_field bow log_entries) ls0=$(log_sectors)
 row bow first-qd1 $D randwrite 1 $QD1_OFF vda
-# At QD1 each first overwrite has a log write of its own: 3 writes, plus one
-# for each full log block saved (169 entries a block; entry 0 of sequence 0
-# is taken, and each later block starts with its chain entry).
-chains=$(( OPS + 1 > 169 ? (OPS + 1 - 169 + 167) / 168 : 0 ))
-eq "bow first overwrites QD1: 3 writes per write, plus $chains saved log blocks" $(( 8 * (3 * OPS + chains) )) "$BELOW_W"
+# At QD1 each first overwrite has a log write of its own, of the sectors of
+# the log block in use (28 bytes of header, 24 per entry), plus a whole block
+# for each full log block saved (169 entries a block, and each later block
+# starts with its chain entry). Computed here from the entry count alone.
+logw=$(log_sectors_one_by_one $n0 $OPS)
+eq "bow first overwrites QD1: 2 writes per write, plus $logw log sectors" $(( 16 * OPS + logw )) "$BELOW_W"
+eq "bow first overwrites QD1: status log_bytes counts those log sectors" $logw $(( $(log_sectors) - ls0 ))
 eq "bow first overwrites QD1: one read per written sector" $(( 8 * OPS )) "$READS"
+lw0=$(status_field bow log_writes) ls0=$(log_sectors) c0=$(status_field bow copies)
 row bow first-qd16 $D randwrite 16 $QD16_OFF vda
-# With fio's default submission (one iocb per io_submit) batches are about
-# half the queue depth: measured 2.117-2.188 (the goal, 2.1, is not met;
-# docs/performance.md). Without group commit it would be 3.
-check "bow first overwrites QD16: write amplification $WA <= 2.2" awk -v w=$WA 'BEGIN { exit !(w <= 2.2) }'
+lw=$(( $(status_field bow log_writes) - lw0 )) ls=$(( $(log_sectors) - ls0 ))
+copies=$(( $(status_field bow copies) - c0 ))
+# Exact, whatever the batching: a copy and the user's write per write, plus
+# what the log wrote.
+eq "bow first overwrites QD16: one copy per write" $OPS $copies
+eq "bow first overwrites QD16: 2 writes per write, plus $ls log sectors ($lw log writes)" \
+    $(( 2 * DM_W + ls )) "$BELOW_W"
+echo "BOW-BATCH first-qd16 copies=$copies log_writes=$lw log_sectors=$ls copies_per_log_write=$(awk -v c=$copies -v l=$lw 'BEGIN { if (l > 0) printf "%.1f", c / l; else print "-" }')"
+# How many copies share a log write depends on timing, so the write
+# amplification does too (the goal is 2.1: 2.085 at 7.0 copies per log write
+# in a 1024-write run; docs/performance.md). The check is on what is not
+# timing: the accounting above, and that group commit works at all (without
+# it one copy per log write, and 2.6 here).
+check "bow first overwrites QD16: group commit, $copies copies in $lw log writes (at least 3 each; write amplification $WA)" \
+    [ $(( copies )) -ge $(( 3 * lw )) ]
 eq "bow first overwrites QD16: one read per written sector" 1.000 "$RPW"
 row bow rewrite-qd16 $D randwrite 16 $QD16_OFF vda
 eq "bow rewrites: write amplification 1" 1.000 "$WA"
 eq "bow rewrites: no reads" 0 "$READS"
-lw0=$(status_field bow log_writes) seq0=$(status_field bow log_seq) c0=$(status_field bow copies)
+lw0=$(status_field bow log_writes) ls0=$(log_sectors) c0=$(status_field bow copies)
 row bow free-qd16 $D randwrite 16 $FREE_OFF vda
-lw=$(( $(status_field bow log_writes) - lw0 )) seq=$(( $(status_field bow log_seq) - seq0 ))
+lw=$(( $(status_field bow log_writes) - lw0 )) ls=$(( $(log_sectors) - ls0 ))
 # Each 1 MiB window of free space is claimed (logged to be zeroed by a
 # rollback) before its first write: a log write, shared by the claims made
 # together; no copies.
 eq "bow writes into free space: no copies" 0 $(( $(status_field bow copies) - c0 ))
-eq "bow writes into free space: its writes plus $lw log writes and $seq saved log blocks" \
-    $(( DM_W + 8 * (lw + seq) )) "$BELOW_W"
+eq "bow writes into free space: its writes plus $ls log sectors ($lw log writes)" \
+    $(( DM_W + ls )) "$BELOW_W"
 check "bow writes into free space: at most one log write per 1 MiB window ($lw for $((R / 1048576)) MiB)" \
     [ $lw -le $(( R / 1048576 + 1 )) ]
 check "bow writes into free space: write amplification $WA <= 1.01" awk -v w=$WA 'BEGIN { exit !(w <= 1.01) }'
