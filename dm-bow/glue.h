@@ -109,5 +109,6 @@ void bow_kunit_table_grammar(struct kunit *test);
 void bow_kunit_log_block_roundtrip(struct kunit *test);
 void bow_kunit_state_machine(struct kunit *test);
 void bow_kunit_status_buffer(struct kunit *test);
+void bow_kunit_range_tree_walk(struct kunit *test);
 
 #endif

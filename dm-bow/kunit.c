@@ -12,6 +12,7 @@ static struct kunit_case bow_kunit_cases[] = {
 	KUNIT_CASE(bow_kunit_log_block_roundtrip),
 	KUNIT_CASE(bow_kunit_state_machine),
 	KUNIT_CASE(bow_kunit_status_buffer),
+	KUNIT_CASE(bow_kunit_range_tree_walk),
 	{}
 };
 

@@ -3,13 +3,16 @@
 //! KUnit cases, run when the module loads into a kernel with KUnit. They
 //! exercise the module's real code in kernel context: the shared checksum
 //! against the kernel's own `crc32_le`, the table grammar `ctr` uses, log
-//! blocks encoded into kernel memory, the state machine and the status writer.
+//! blocks encoded into kernel memory, the state machine, the status writer
+//! and the chunked walk of the range tree that state changes make.
 
 use crate::bow_core::crc::crc32;
 use crate::bow_core::format::{entries_per_block, holds_log, LogEntry, LogHeader};
+use crate::bow_core::rangemap::{self, Kind};
 use crate::bow_core::state::{state_write, Message, State, StateError};
 use crate::bow_core::table::{check_geometry, parse_args, TableError};
 use crate::ffi::{kernel_crc32_le, kunit_case, StatusBuf};
+use crate::rangetree::{alloc_spares, RangeTree};
 use core::ffi::CStr;
 use core::fmt::Write;
 use kernel::prelude::*;
@@ -29,6 +32,7 @@ kunit_case!(bow_kunit_table_grammar, table_grammar);
 kunit_case!(bow_kunit_log_block_roundtrip, log_block_roundtrip);
 kunit_case!(bow_kunit_state_machine, state_machine);
 kunit_case!(bow_kunit_status_buffer, status_buffer);
+kunit_case!(bow_kunit_range_tree_walk, range_tree_walk);
 
 /// Xorshift, to fill buffers without a dependency on the kernel's RNG.
 fn fill(buf: &mut [u8], mut x: u64) {
@@ -182,5 +186,61 @@ fn status_buffer() -> Outcome {
         c"status write failed",
     )?;
     check(out.as_bytes() == b"a=1 b=2", c"status text wrong")?;
+    Ok(())
+}
+
+/// A walk in chunks of any size visits every extent once, in order, and
+/// changes kinds as a walk in one piece would.
+fn range_tree_walk() -> Outcome {
+    const BLOCKS: u64 = 1000;
+    let nomem = |_| c"allocation failed";
+    for chunk in [1usize, 2, 7, 1024] {
+        let mut t = RangeTree::new().map_err(nomem)?;
+        let fill = |t: &mut RangeTree| -> Outcome {
+            let mut nodes = alloc_spares(t.spares_needed(), GFP_KERNEL).map_err(nomem)?;
+            t.add_spares(&mut nodes);
+            Ok(())
+        };
+        fill(&mut t)?;
+        rangemap::init(&mut t, BLOCKS).map_err(|_| c"init")?;
+        // Every other block from 100 to 300 free: 201 extents.
+        for b in (100..300).step_by(2) {
+            fill(&mut t)?;
+            rangemap::assign(&mut t, b, b + 1, Kind::Free).map_err(|_| c"assign")?;
+        }
+        check(t.extents() == 201, c"expected 201 extents")?;
+        let (mut seen, mut next, mut free) = (0usize, 0u64, 0u64);
+        let mut from = Some(0);
+        while let Some(b) = from {
+            from = t.visit(b, chunk, |e| {
+                seen += 1;
+                if e.start != next {
+                    // Out of order or visited twice: make the count wrong.
+                    seen += 1000;
+                }
+                next = e.end;
+                if e.kind == Kind::Free {
+                    free += e.len();
+                }
+                rangemap::at_checkpoint(e.kind)
+            });
+        }
+        check(
+            seen == 201 && next == BLOCKS,
+            c"a chunked walk missed or repeated an extent",
+        )?;
+        check(free == 100, c"a chunked walk saw the wrong free blocks")?;
+        let mut bad = 0;
+        let mut from = Some(0);
+        while let Some(b) = from {
+            from = t.visit(b, usize::MAX, |e| {
+                if e.kind != Kind::Free && e.kind != Kind::Unchanged {
+                    bad += 1;
+                }
+                e.kind
+            });
+        }
+        check(bad == 0, c"a chunked walk left a kind unchanged")?;
+    }
     Ok(())
 }

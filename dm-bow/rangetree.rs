@@ -63,23 +63,30 @@ impl RangeTree {
         self.extents
     }
 
-    /// Changes every extent's kind with `f`, in place. `f` must map distinct
-    /// neighbouring kinds to distinct kinds, so no merge is needed.
-    pub(crate) fn rekind(&mut self, f: impl Fn(Kind) -> Kind) {
-        for v in self.tree.values_mut() {
-            v.kind = f(v.kind);
-        }
-    }
-
-    /// Calls `f` with every extent, in order.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(Extent)) {
-        for (last, v) in self.tree.iter() {
-            f(Extent {
+    /// Calls `f` with at most `max` extents in order, from the one holding
+    /// block `from` (or the first after it), and gives each the kind `f`
+    /// returns. `f` must map distinct neighbouring kinds to distinct kinds,
+    /// so no merge is needed. Returns the block to go on from, or `None`
+    /// once the last extent is done: a walk of the whole map is a series of
+    /// calls, each short enough to make under the map's spinlock.
+    pub(crate) fn visit(
+        &mut self,
+        from: u64,
+        max: usize,
+        mut f: impl FnMut(Extent) -> Kind,
+    ) -> Option<u64> {
+        let mut c = self.tree.cursor_lower_bound(&from)?;
+        for _ in 0..max {
+            let (last, v) = c.current_mut();
+            let last = *last;
+            v.kind = f(Extent {
                 start: v.start,
-                end: *last + 1,
+                end: last + 1,
                 kind: v.kind,
             });
+            c = c.move_next()?;
         }
+        Some(c.current().1.start)
     }
 }
 

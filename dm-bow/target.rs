@@ -25,7 +25,7 @@ mod live;
 mod transition;
 
 use crate::bow_core::format::{chain_blocks, entries_per_block, holds_log, LogEntry, LogHeader};
-use crate::bow_core::rangemap::{self, Kind};
+use crate::bow_core::rangemap::{self, Extent, Kind};
 use crate::bow_core::state::{Counters, Message, State, StatusIma, StatusInfo};
 use crate::bow_core::table::{self, Geometry, TableError};
 use crate::ffi::{
@@ -48,6 +48,8 @@ pub(crate) const VERSION: [u32; 3] = [1, 0, 0];
 
 /// Workers copying first overwrites concurrently.
 const WORKERS: usize = 16;
+/// Extents a walk of the whole map visits per hold of the map's lock.
+const WALK_CHUNK: usize = 1024;
 /// Log entries that may wait for the log writer at once.
 const PENDING_MAX: usize = WORKERS * JOBS_MAX;
 /// Tag of bios remapped to the live copy of block 0, counted in `Shared::block0_writes`.
@@ -773,24 +775,47 @@ impl Target for Bow {
             }
             Some(Message::FreeMap) => {
                 let s = self.shared();
-                let g = s.inner.lock();
                 // After the checkpoint the list never changes: it is formatted
                 // without the lock (a million extents take seconds under TCG).
                 // A reply that does not fit makes dmsetup retry with a bigger
                 // buffer: writing stops at the first that does not fit.
-                if let Some(ranges) = g.free_at_checkpoint.clone() {
-                    drop(g);
+                let write_list = |out: &mut StatusBuf<'_>, ranges: &[(u64, u64)]| {
                     let _ = ranges
                         .iter()
                         .try_for_each(|&(start, len)| write!(out, "{}+{} ", start, len));
-                } else if g.state == State::Trim {
-                    // The live map: it changes with every discard, so under the lock.
-                    let mut r = Ok(());
-                    g.map.for_each(|e| {
-                        if e.kind == Kind::Free && r.is_ok() {
-                            r = write!(out, "{}+{} ", e.start, e.len());
+                };
+                let taken = s.inner.lock().free_at_checkpoint.clone();
+                if let Some(ranges) = taken {
+                    write_list(out, &ranges);
+                    return Ok(true);
+                }
+                // State 0: the live map, which every discard changes. State
+                // changes are kept out (one may have just ended: then its
+                // list), and the map is read a chunk per hold of its lock;
+                // discards made meanwhile show or not, as with any list of a
+                // changing map.
+                let _t = s.transition.lock();
+                let taken = s.inner.lock().free_at_checkpoint.clone();
+                if let Some(ranges) = taken {
+                    write_list(out, &ranges);
+                    return Ok(true);
+                }
+                let mut from = Some(0);
+                let mut full = false;
+                while let Some(b) = from {
+                    let mut g = s.inner.lock();
+                    if g.state != State::Trim {
+                        break;
+                    }
+                    from = g.map.visit(b, WALK_CHUNK, |e| {
+                        if e.kind == Kind::Free && !full {
+                            full = write!(out, "{}+{} ", e.start, e.len()).is_err();
                         }
+                        e.kind
                     });
+                    if full {
+                        break;
+                    }
                 }
                 Ok(true)
             }

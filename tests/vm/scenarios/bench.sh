@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 1500
-# checks: 31
+# checks: 34
 # dm-bow against dm-linear and a persistent dm-snapshot (4 KiB chunks, COW on
 # a second disk of the same kind), side by side in one boot, with the same
 # fio jobs (4 KiB random writes, O_DIRECT, libaio, default submission).
@@ -19,15 +19,28 @@
 # scenario checks only exact counts: write amplification and reads. The
 # IOPS ratios are the benchmark's (ci/bench.sh), not a test.
 #
-# usage: bench.sh [OPS (256)]   -- OPS 4 KiB writes per row (1024 in ci/bench.sh)
+# usage: bench.sh [OPS[:DEPTHS]]   -- OPS 4 KiB writes per row (256; 1024 in
+# ci/bench.sh); DEPTHS, a comma-separated list of further queue depths for
+# first overwrites (ci/bench.sh: 2,4,8,32), each a row "first-qdN" on a
+# region of its own, for the plots of IOPS and write amplification against
+# queue depth.
 . /tests/lib.sh
-OPS=${1:-256}
+ARG=${1:-256}
+OPS=${ARG%%:*} DEPTHS=
+case $ARG in *:*) DEPTHS=$(echo "${ARG#*:}" | tr ',' ' ') ;; esac
+NDEPTHS=$(echo $DEPTHS | wc -w)
 A=/dev/vda B=/dev/vdb
 LEN=$(( 512 * 2048 ))
 insmod /lib/modules/dm-bow.ko || { fail insmod; finish; }
 R=$(( OPS * 4096 ))      # bytes per row region
 # Regions of the first half: QD1 first overwrites, QD16 first overwrites, committed.
 QD1_OFF=$(( 16 * 1024 * 1024 )) QD16_OFF=$(( QD1_OFF + R )) COMMIT_OFF=$(( QD16_OFF + R ))
+# Then one region per further depth, all below the discarded upper half.
+SWEEP_OFF=$(( COMMIT_OFF + R ))
+if [ $(( SWEEP_OFF + NDEPTHS * R )) -gt $(( 256 * 1024 * 1024 )) ]; then
+    fail "bench: $OPS writes per row and $NDEPTHS further depths do not fit below 256 MiB"
+    finish
+fi
 FREE_OFF=$(( 300 * 1024 * 1024 ))   # in the discarded upper half
 
 # stat <dev> <field>: one field of /sys/block/<dev>/stat.
@@ -71,7 +84,28 @@ row() {
 
 # Fresh data under every region, the same for each target.
 prepare() {
-    dd if=/dev/urandom of=$A bs=1M seek=16 count=$(( (3 * R) / 1048576 + 1 )) oflag=direct 2>/dev/null
+    dd if=/dev/urandom of=$A bs=1M seek=16 count=$(( ((3 + NDEPTHS) * R) / 1048576 + 1 )) oflag=direct 2>/dev/null
+}
+
+# sweep <target> <dm-dev> <below devs...>: a first-overwrite row at each
+# further depth. For dm-bow, also the exact accounting of the QD16 row and
+# how many copies shared a log write (a BOW-BATCH line).
+sweep() {
+    local t=$1 dev=$2 i=0 d off lw0 ls0 lw ls
+    shift 2
+    for d in $DEPTHS; do
+        off=$(( SWEEP_OFF + i * R )) i=$((i + 1))
+        if [ $t = bow ]; then
+            lw0=$(status_field bow log_writes) ls0=$(log_sectors)
+        fi
+        row $t first-qd$d $dev randwrite $d $off "$@"
+        if [ $t = bow ]; then
+            lw=$(( $(status_field bow log_writes) - lw0 )) ls=$(( $(log_sectors) - ls0 ))
+            eq "bow first overwrites QD$d: 2 writes per write, plus $ls log sectors ($lw log writes)" \
+                $(( 2 * DM_W + ls )) "$BELOW_W"
+            echo "BOW-BATCH first-qd$d copies=$OPS log_writes=$lw log_sectors=$ls copies_per_log_write=$(awk -v c=$OPS -v l=$lw 'BEGIN { if (l > 0) printf "%.1f", c / l; else print "-" }')"
+        fi
+    done
 }
 
 echo "BOW-BENCH target row iops wa reads_per_write flushes_per_write cpu_ms_per_io ctxt_per_io (ops=$OPS)"
@@ -86,6 +120,7 @@ row linear rewrite-qd16 $D randwrite 16 $QD16_OFF vda
 row linear free-qd16 $D randwrite 16 $FREE_OFF vda
 row linear committed-qd16 $D randwrite 16 $COMMIT_OFF vda
 row linear read-qd16 $D randread 16 $QD16_OFF vda
+sweep linear $D vda
 dmsetup remove lin
 
 # --- dm-bow -------------------------------------------------------------------
@@ -96,8 +131,9 @@ blkdiscard -o $((256 * 1024 * 1024)) -l $((256 * 1024 * 1024)) $D
 echo 1 > $S/state
 # log_sectors: sectors the log wrote so far (status log_bytes).
 log_sectors() { echo $(( $(status_field bow log_bytes) / 512 )); }
-n0=$(status_field bow log_entries) ls0=$(log_sectors)
+n0=$(status_field bow log_entries) ls0=$(log_sectors) lw0=$(status_field bow log_writes)
 row bow first-qd1 $D randwrite 1 $QD1_OFF vda
+echo "BOW-BATCH first-qd1 copies=$OPS log_writes=$(( $(status_field bow log_writes) - lw0 )) log_sectors=$(( $(log_sectors) - ls0 ))"
 # At QD1 each first overwrite has a log write of its own, of the sectors of
 # the log block in use (28 bytes of header, 24 per entry), plus a whole block
 # for each full log block saved (169 entries a block, and each later block
@@ -124,6 +160,7 @@ echo "BOW-BATCH first-qd16 copies=$copies log_writes=$lw log_sectors=$ls copies_
 check "bow first overwrites QD16: group commit, $copies copies in $lw log writes (at least 3 each; write amplification $WA)" \
     [ $(( copies )) -ge $(( 3 * lw )) ]
 eq "bow first overwrites QD16: one read per written sector" 1.000 "$RPW"
+sweep bow $D vda
 row bow rewrite-qd16 $D randwrite 16 $QD16_OFF vda
 eq "bow rewrites: write amplification 1" 1.000 "$WA"
 eq "bow rewrites: no reads" 0 "$READS"
@@ -158,6 +195,7 @@ row snapshot first-qd16 $D randwrite 16 $QD16_OFF vda vdb
 row snapshot rewrite-qd16 $D randwrite 16 $QD16_OFF vda vdb
 row snapshot free-qd16 $D randwrite 16 $FREE_OFF vda vdb
 row snapshot read-qd16 $D randread 16 $QD16_OFF vda vdb
+sweep snapshot $D vda vdb
 dmsetup remove snap
 dmsetup remove origin
 
