@@ -82,9 +82,12 @@ EOF
 fi
 
 if [ -n "$scale" ]; then
-    # free extents, slab bytes per extent, checkpoint s, free_map s, removal s
-    awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-           print v["free_extents"], v["slab_bytes_per_extent"], v["checkpoint_ms"] / 1000, v["free_map_ms"] / 1000, v["remove_ms"] / 1000 }' \
+    # free extents, slab bytes per extent, checkpoint s, free_map s, removal
+    # s, and the nodes' bytes per extent from kmalloc-64's own counts ("?"
+    # for runs made before the scenario printed them)
+    awk '{ delete v; for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+           k = ("kmalloc64_slab_size" in v) ? v["kmalloc64_per_1000_extents"] * v["kmalloc64_slab_size"] / 1000 : "?"
+           print v["free_extents"], v["slab_bytes_per_extent"], v["checkpoint_ms"] / 1000, v["free_map_ms"] / 1000, v["remove_ms"] / 1000, k }' \
         <(grep -v '^#' "$scale") | sort -n > "$tmp/scale.dat"
     when=$(sed -n 's/^# //p' "$scale" | head -1)
     gnuplot <<EOF
@@ -95,7 +98,9 @@ set xlabel "free extents"; set ylabel "bytes of slab per extent"
 set logscale xy; $xtics_extents
 set xrange [500:2e6]; set yrange [10:10000]
 set key top right
+set datafile missing "?"
 plot "$tmp/scale.dat" using 1:2 with points pt 7 ps 1.5 title "measured: Slab in /proc/meminfo, before and after, per extent", \
+     "" using 1:6 with points pt 5 ps 1.5 title "measured: kmalloc-64 objects added x their slab size, per extent", \
      64 with lines dt 2 title "goal: 64 bytes", \
      48 with lines dt 3 title "one range-tree node (48 bytes)"
 EOF

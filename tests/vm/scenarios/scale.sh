@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 3000
-# checks: 14
+# checks: 16
 # manual: about 20 min under TCG for its million extents (tests/vm/run.sh scale)
 # A checkpoint of a device with a million free extents: bow with 512-byte
 # blocks over all of /dev/vdc (1 GiB, 2097152 blocks), every odd block past
@@ -26,6 +26,12 @@ N=${1:-$MAXN}
 [ "$N" -le "$MAXN" ] || { fail "at most $MAXN extents on a $LEN-sector disk"; finish; }
 ms_since() { echo $(( $(now_ms) - $1 )); }
 slab() { awk '/^Slab:/ { print $2 * 1024 }' /proc/meminfo; }
+# kmalloc-64, where each range-tree node (48 bytes) lives: objects in use, and
+# the bytes each takes in its slab (object, alignment and, on a KASAN kernel,
+# its redzone and metadata).
+K64=/sys/kernel/slab/kmalloc-64
+k64_objects() { cut -d' ' -f1 $K64/objects 2>/dev/null || echo 0; }
+k64_slot=$(cat $K64/slab_size 2>/dev/null || echo 0)
 
 # Known content on the blocks the test overwrites (the first 8 MiB, used):
 # from the random pool.
@@ -37,7 +43,7 @@ check "create (512-byte blocks, $LEN blocks)" dmsetup create scale --table "0 $L
 D=$(dm_dev scale)
 S=$(bow_sysfs scale)
 echo 3 > /proc/sys/vm/drop_caches
-s0=$(slab) t=$(now_ms)
+s0=$(slab) k0=$(k64_objects) t=$(now_ms)
 # One discard per extent, made in the kernel: a table of one-block linear
 # targets onto the odd blocks, 65536 at a time; one blkdiscard of it reaches
 # bow as that many one-block discards (dm splits a bio at every target).
@@ -65,6 +71,18 @@ eq "free space: every trimmed block" $(( N * 512 )) "$(cat $S/free)"
 check "the map holds $N free extents between used ones (extents=$ext)" [ "$ext" -ge $(( 2 * N )) ]
 echo 3 > /proc/sys/vm/drop_caches
 per=$(( ($(slab) - s0) / ext ))
+# Nodes per 1000 extents (1000 when the map is all that grew), times the
+# bytes each takes: the slab the map costs, with less of the noise above.
+k64_per_1000=$(( ($(k64_objects) - k0) * 1000 / ext ))
+echo "scale: kmalloc-64 grew by $k64_per_1000 objects per 1000 extents, $k64_slot bytes each in its slab"
+
+# The free map in state 0: the live map, read a chunk of extents per hold
+# of its lock. Nothing discards from here to the checkpoint, so the list the
+# checkpoint takes must be the same.
+t=$(now_ms)
+dmsetup message scale 0 free_map > /tmp/fm0
+fm0_ms=$(ms_since $t)
+eq "free_map in state 0 names every free extent" "$N" "$(wc -w < /tmp/fm0)"
 
 # The checkpoint, with a writer going on used (even) blocks between free
 # ones: rewrites in state 0, first overwrites (copies) and rewrites after.
@@ -96,9 +114,11 @@ copies=$(status_field scale copies)
 check "the overwrites were backed up (copies=$copies)" [ "$copies" -ge $((ow * 64)) ]
 t=$(now_ms); dmsetup status scale >/dev/null; status_ms=$(ms_since $t)
 t=$(now_ms)
-fm=$(dmsetup message scale 0 free_map | wc -w)
+dmsetup message scale 0 free_map > /tmp/fm1
 fm_ms=$(ms_since $t)
-eq "free_map names every free extent at checkpoint" "$N" "$fm"
+eq "free_map names every free extent at checkpoint" "$N" "$(wc -w < /tmp/fm1)"
+check "free_map at checkpoint is the list state 0 gave" cmp -s /tmp/fm0 /tmp/fm1
+rm -f /tmp/fm0 /tmp/fm1
 
 t=$(now_ms)
 check "remove in state 1" dmsetup remove scale
@@ -109,5 +129,5 @@ restore_ms=$(ms_since $t)
 eq "the overwritten blocks are back, read below the target" "$ref" \
     "$(dd if=$DISK bs=1M count=8 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)"
 check "rmmod" rmmod dm_bow
-echo "BOW-SCALE extents=$ext free_extents=$N trim_ms=$trim_ms trims_per_s=$(( N * 1000 / (trim_ms + 1) )) slab_bytes_per_extent=$per checkpoint_ms=$ckpt_ms overwrite_kib=$((ow * 64)) overwrite_ms=$ow_ms status_ms=$status_ms free_map_ms=$fm_ms remove_ms=$rm_ms restore_ms=$restore_ms"
+echo "BOW-SCALE extents=$ext free_extents=$N trim_ms=$trim_ms trims_per_s=$(( N * 1000 / (trim_ms + 1) )) slab_bytes_per_extent=$per kmalloc64_per_1000_extents=$k64_per_1000 kmalloc64_slab_size=$k64_slot checkpoint_ms=$ckpt_ms overwrite_kib=$((ow * 64)) overwrite_ms=$ow_ms status_ms=$status_ms free_map0_ms=$fm0_ms free_map_ms=$fm_ms remove_ms=$rm_ms restore_ms=$restore_ms"
 finish
