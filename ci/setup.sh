@@ -18,6 +18,8 @@ DEB_PACKAGES=(
     shellcheck perl python3 python3-docutils
     # the protocol's model (tests/model/run.sh)
     spin gcc
+    # the install path (ci/install-test.sh)
+    dkms
 )
 RUST_COMPONENTS=(rust-src rustfmt clippy)
 RUST_TARGETS=(x86_64-unknown-linux-musl)

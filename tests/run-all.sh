@@ -3,7 +3,9 @@
 #   1. host: cargo test of the workspace (shared core, bowctl), then the lint
 #      (ci/lint.sh: kernel rustfmt and CLIPPY=1, checkpatch, shellcheck,
 #      cargo fmt and clippy), each tool one check; then the protocol's
-#      model, checked with spin (tests/model/run.sh)
+#      model, checked with spin (tests/model/run.sh); then the install path
+#      against the test kernel's tree (ci/install-test.sh: make, make
+#      install, DKMS, and the errors without CONFIG_RUST or LLVM)
 #   2. kernel: builds the test kernel (cached) and the module
 #   3. VM: boots it once with every scenario; KUnit runs when the module loads
 #   4. crash campaign: the host replays the crash states the `crash` scenario
@@ -71,6 +73,11 @@ add_tsv "lint" "$BOW_ROOT/target/lint/results.tsv" "$lint_status"
 log "model: spin on tests/model/bow.pml"
 if bash tests/model/run.sh; then model_status=0; else model_status=$?; fi
 add_tsv "model check" "$BOW_ROOT/target/model/results.tsv" "$model_status"
+
+# --- the install path ---------------------------------------------------------
+log "install: make, make install, DKMS, and the errors (ci/install-test.sh)"
+if bash ci/build-kernel.sh > /dev/null && bash ci/install-test.sh; then inst_status=0; else inst_status=$?; fi
+add_tsv "install test" "$BOW_ROOT/target/install/results.tsv" "$inst_status"
 
 # --- VM tests --------------------------------------------------------------
 # Scenarios marked "# multiboot" need several boots; step 5 runs them.
