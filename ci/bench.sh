@@ -5,7 +5,8 @@
 # dm-snapshot. Under TCG only ratios within one run mean anything.
 #
 # usage: ci/bench.sh [OPS [DEPTHS]]   (4 KiB writes per row, default 1024;
-#   further first-overwrite queue depths beside 1 and 16, default 2,4,8,32)
+#   further first-overwrite queue depths beside 1 and 16, colon-separated,
+#   default 2:4:8:32)
 # The table is also written to target/bench/table.md, the rows to rows.txt
 # and batch.txt, and the plots of IOPS and write amplification against
 # queue depth to target/plots/ (ci/plots.sh; `ci/plots.sh --docs` puts them
@@ -13,7 +14,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 ops=${1:-1024}
-depths=${2:-2,4,8,32}
+depths=${2:-2:4:8:32}
 bash "$BOW_ROOT/ci/setup.sh"
 if ! bash "$BOW_ROOT/tests/vm/run.sh" "bench:$ops:$depths"; then
     echo "warning: the bench scenario reported failures (see above); the table shows what was measured" >&2

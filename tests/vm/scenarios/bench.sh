@@ -19,15 +19,15 @@
 # scenario checks only exact counts: write amplification and reads. The
 # IOPS ratios are the benchmark's (ci/bench.sh), not a test.
 #
-# usage: bench.sh [OPS[:DEPTHS]]   -- OPS 4 KiB writes per row (256; 1024 in
-# ci/bench.sh); DEPTHS, a comma-separated list of further queue depths for
-# first overwrites (ci/bench.sh: 2,4,8,32), each a row "first-qdN" on a
+# usage: bench.sh [OPS[:DEPTH...]]   -- OPS 4 KiB writes per row (256; 1024
+# in ci/bench.sh); then, colon-separated, further queue depths for first
+# overwrites (ci/bench.sh: 2:4:8:32), each a row "first-qdN" on a
 # region of its own, for the plots of IOPS and write amplification against
 # queue depth.
 . /tests/lib.sh
 ARG=${1:-256}
 OPS=${ARG%%:*} DEPTHS=
-case $ARG in *:*) DEPTHS=$(echo "${ARG#*:}" | tr ',' ' ') ;; esac
+case $ARG in *:*) DEPTHS=$(echo "${ARG#*:}" | tr ':' ' ') ;; esac
 NDEPTHS=$(echo $DEPTHS | wc -w)
 A=/dev/vda B=/dev/vdb
 LEN=$(( 512 * 2048 ))
