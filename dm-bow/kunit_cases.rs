@@ -222,7 +222,7 @@ fn range_tree_walk() -> Outcome {
                 if e.kind == Kind::Free {
                     free += e.len();
                 }
-                rangemap::at_checkpoint(e.kind)
+                Some(rangemap::at_checkpoint(e.kind))
             });
         }
         check(
@@ -237,7 +237,7 @@ fn range_tree_walk() -> Outcome {
                 if e.kind != Kind::Free && e.kind != Kind::Unchanged {
                     bad += 1;
                 }
-                e.kind
+                Some(e.kind)
             });
         }
         check(bad == 0, c"a chunked walk left a kind unchanged")?;

@@ -65,15 +65,16 @@ impl RangeTree {
 
     /// Calls `f` with at most `max` extents in order, from the one holding
     /// block `from` (or the first after it), and gives each the kind `f`
-    /// returns. `f` must map distinct neighbouring kinds to distinct kinds,
-    /// so no merge is needed. Returns the block to go on from, or `None`
-    /// once the last extent is done: a walk of the whole map is a series of
-    /// calls, each short enough to make under the map's spinlock.
+    /// returns; `f` returning `None` ends the walk there. `f` must map
+    /// distinct neighbouring kinds to distinct kinds, so no merge is needed.
+    /// Returns the block to go on from, or `None` once the last extent is
+    /// done or `f` stopped: a walk of the whole map is a series of calls,
+    /// each short enough to make under the map's spinlock.
     pub(crate) fn visit(
         &mut self,
         from: u64,
         max: usize,
-        mut f: impl FnMut(Extent) -> Kind,
+        mut f: impl FnMut(Extent) -> Option<Kind>,
     ) -> Option<u64> {
         let mut c = self.tree.cursor_lower_bound(&from)?;
         for _ in 0..max {
@@ -83,7 +84,7 @@ impl RangeTree {
                 start: v.start,
                 end: last + 1,
                 kind: v.kind,
-            });
+            })?;
             c = c.move_next()?;
         }
         Some(c.current().1.start)

@@ -75,16 +75,16 @@ impl Shared {
                 // Capacity was reserved for every extent: no allocation.
                 let _ = free_map.push((e.start, e.len()), GFP_NOWAIT);
             }
-            rangemap::at_checkpoint(e.kind)
+            Some(rangemap::at_checkpoint(e.kind))
         });
         let block0_was = kind_at(&mut self.inner.lock(), 0).unwrap_or(Kind::Unchanged);
         let undo = |blocks: &[u64]| {
             self.walk_map(|e| {
-                if e.kind == Kind::Unchanged {
+                Some(if e.kind == Kind::Unchanged {
                     Kind::Used
                 } else {
                     e.kind
-                }
+                })
             });
             for &b in blocks {
                 let _ = self.assign_now(b, b + 1, Kind::Free);
@@ -196,18 +196,6 @@ impl Shared {
             self.bs
         );
         Ok(())
-    }
-
-    /// Gives every extent the kind `f` returns, [`WALK_CHUNK`] extents per
-    /// hold of the map's lock, so that no hold grows with the map (a million
-    /// extents took 2 s in one hold under TCG). Only for state changes:
-    /// `changing` keeps every bio, and so every other map change, out
-    /// meanwhile.
-    fn walk_map(&self, mut f: impl FnMut(Extent) -> Kind) {
-        let mut from = Some(0);
-        while let Some(b) = from {
-            from = self.inner.lock().map.visit(b, WALK_CHUNK, &mut f);
-        }
     }
 
     /// 1 -> 2: put the live block 0 back durably.
