@@ -103,7 +103,7 @@ sweep() {
             lw=$(( $(status_field bow log_writes) - lw0 )) ls=$(( $(log_sectors) - ls0 ))
             eq "bow first overwrites QD$d: 2 writes per write, plus $ls log sectors ($lw log writes)" \
                 $(( 2 * DM_W + ls )) "$BELOW_W"
-            echo "BOW-BATCH first-qd$d copies=$OPS log_writes=$lw log_sectors=$ls copies_per_log_write=$(awk -v c=$OPS -v l=$lw 'BEGIN { if (l > 0) printf "%.1f", c / l; else print "-" }')"
+            batch_line first-qd$d $OPS $lw $ls
         fi
     done
 }
@@ -131,9 +131,13 @@ blkdiscard -o $((256 * 1024 * 1024)) -l $((256 * 1024 * 1024)) $D
 echo 1 > $S/state
 # log_sectors: sectors the log wrote so far (status log_bytes).
 log_sectors() { echo $(( $(status_field bow log_bytes) / 512 )); }
+# batch_line <row> <copies> <log writes> <log sectors>: the BOW-BATCH line.
+batch_line() {
+    echo "BOW-BATCH $1 copies=$2 log_writes=$3 log_sectors=$4 copies_per_log_write=$(awk -v c=$2 -v l=$3 'BEGIN { if (l > 0) printf "%.1f", c / l; else print "-" }')"
+}
 n0=$(status_field bow log_entries) ls0=$(log_sectors) lw0=$(status_field bow log_writes)
 row bow first-qd1 $D randwrite 1 $QD1_OFF vda
-echo "BOW-BATCH first-qd1 copies=$OPS log_writes=$(( $(status_field bow log_writes) - lw0 )) log_sectors=$(( $(log_sectors) - ls0 ))"
+batch_line first-qd1 $OPS $(( $(status_field bow log_writes) - lw0 )) $(( $(log_sectors) - ls0 ))
 # At QD1 each first overwrite has a log write of its own, of the sectors of
 # the log block in use (28 bytes of header, 24 per entry), plus a whole block
 # for each full log block saved (169 entries a block, and each later block
@@ -151,7 +155,7 @@ copies=$(( $(status_field bow copies) - c0 ))
 eq "bow first overwrites QD16: one copy per write" $OPS $copies
 eq "bow first overwrites QD16: 2 writes per write, plus $ls log sectors ($lw log writes)" \
     $(( 2 * DM_W + ls )) "$BELOW_W"
-echo "BOW-BATCH first-qd16 copies=$copies log_writes=$lw log_sectors=$ls copies_per_log_write=$(awk -v c=$copies -v l=$lw 'BEGIN { if (l > 0) printf "%.1f", c / l; else print "-" }')"
+batch_line first-qd16 $copies $lw $ls
 # How many copies share a log write depends on timing, so the write
 # amplification does too (the goal is 2.1: 2.085 at 7.0 copies per log write
 # in a 1024-write run; docs/performance.md). The check is on what is not
