@@ -662,6 +662,20 @@ pub(crate) enum IoKind {
     WriteFlushFua,
 }
 
+impl IoKind {
+    /// The request flags the glue defines for this kind.
+    fn opf(self) -> c_uint {
+        // SAFETY: constants defined in the glue.
+        unsafe {
+            match self {
+                IoKind::Read => raw::BOW_IO_READ,
+                IoKind::Write => raw::BOW_IO_WRITE,
+                IoKind::WriteFlushFua => raw::BOW_IO_WRITE_FLUSH_FUA,
+            }
+        }
+    }
+}
+
 impl IoClient {
     /// Creates a client.
     pub(crate) fn new() -> Result<Self> {
@@ -692,14 +706,7 @@ impl IoClient {
             return Err(code::EINVAL);
         }
         let len32 = u32::try_from(len).map_err(|_| code::EINVAL)?;
-        // SAFETY: constants defined in the glue.
-        let opf = unsafe {
-            match kind {
-                IoKind::Read => raw::BOW_IO_READ,
-                IoKind::Write => raw::BOW_IO_WRITE,
-                IoKind::WriteFlushFua => raw::BOW_IO_WRITE_FLUSH_FUA,
-            }
-        };
+        let opf = kind.opf();
         // SAFETY: the client and device are live; `buf` is valid for `len` bytes for the whole
         // (synchronous) call, and a `KVec`'s storage comes from kmalloc, as DM_IO_KMEM requires.
         let r = unsafe {
@@ -724,6 +731,103 @@ impl Drop for IoClient {
     fn drop(&mut self) {
         // SAFETY: by the type invariant the client is live; destroyed once, here.
         unsafe { raw::dm_io_client_destroy(self.0.as_ptr()) };
+    }
+}
+
+/// One request of an [`IoBatch`]: `len` bytes at `offset` of the buffer, to
+/// or from `sector` of the device.
+#[derive(Clone, Copy)]
+pub(crate) struct IoReq {
+    pub(crate) sector: u64,
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+}
+
+/// A set of asynchronous dm-io requests sent together and waited for
+/// together: one sleep for all of them instead of one per request.
+///
+/// # Invariants
+///
+/// `0` is a batch from `bow_io_batch_create` with no request in flight
+/// outside [`IoBatch::run`], destroyed on drop.
+pub(crate) struct IoBatch(NonNull<raw::bow_io_batch>);
+
+// SAFETY: the batch is used only through `&mut self`, by one task at a time;
+// its completion may be signalled from any context.
+unsafe impl Send for IoBatch {}
+
+impl IoBatch {
+    /// Creates a batch.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: no preconditions.
+        NonNull::new(unsafe { raw::bow_io_batch_create() })
+            .map(Self)
+            .ok_or(code::ENOMEM)
+    }
+
+    /// Sends every request of `reqs`, all of `kind`, on `buf`, then waits
+    /// until all have completed. Returns the first error; a request that
+    /// does not lie within `buf` in whole sectors is not sent (`EINVAL`),
+    /// and those sent before it are still waited for.
+    pub(crate) fn run(
+        &mut self,
+        client: &IoClient,
+        dev: &DmDev,
+        buf: &mut KVVec<u8>,
+        kind: IoKind,
+        reqs: impl Iterator<Item = IoReq>,
+    ) -> Result {
+        let opf = kind.opf();
+        let total = buf.len();
+        let base = buf.as_mut_ptr();
+        let mut sent = Ok(());
+        for r in reqs {
+            let fits = r.len != 0
+                && r.len % 512 == 0
+                && r.offset.checked_add(r.len).is_some_and(|end| end <= total);
+            let Ok(len) = u32::try_from(r.len) else {
+                sent = Err(code::EINVAL);
+                break;
+            };
+            if !fits {
+                sent = Err(code::EINVAL);
+                break;
+            }
+            // SAFETY: the batch, client and device are live; `[offset, offset+len)` lies
+            // within `buf`, a kvmalloc'ed buffer (kmalloc or vmalloc memory, as the glue
+            // needs), which stays borrowed mutably until every request sent has completed
+            // (the wait below, before returning).
+            let e = unsafe {
+                raw::bow_io_async(
+                    self.0.as_ptr(),
+                    client.0.as_ptr(),
+                    dev.bdev().cast(),
+                    r.sector,
+                    base.add(r.offset).cast(),
+                    len,
+                    opf,
+                )
+            };
+            if e != 0 {
+                sent = Err(Error::from_errno(e));
+                break;
+            }
+        }
+        // SAFETY: the batch is live; this waits for every request sent above.
+        let done = unsafe { raw::bow_io_batch_wait(self.0.as_ptr()) };
+        sent?;
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(Error::from_errno(done))
+        }
+    }
+}
+
+impl Drop for IoBatch {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant nothing is in flight; destroyed once, here.
+        unsafe { raw::bow_io_batch_destroy(self.0.as_ptr()) };
     }
 }
 

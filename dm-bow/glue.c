@@ -8,6 +8,7 @@
 #include <linux/device-mapper.h>
 #include <linux/dm-io.h>
 #include <linux/kobject.h>
+#include <linux/mm.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/sysfs.h>
@@ -109,6 +110,83 @@ int bow_io_sync(struct dm_io_client *client, struct block_device *bdev,
 
 	if (!r && error_bits)
 		r = -EIO;
+	return r;
+}
+
+struct bow_io_batch {
+	atomic_t pending;	/* requests in flight, plus one while submitting */
+	atomic_t error;		/* first error seen, or 0 */
+	struct completion done;
+};
+
+struct bow_io_batch *bow_io_batch_create(void)
+{
+	struct bow_io_batch *b = kmalloc(sizeof(*b), GFP_KERNEL);
+
+	if (!b)
+		return NULL;
+	atomic_set(&b->pending, 1);
+	atomic_set(&b->error, 0);
+	init_completion(&b->done);
+	return b;
+}
+
+void bow_io_batch_destroy(struct bow_io_batch *batch)
+{
+	kfree(batch);
+}
+
+static void bow_io_batch_notify(unsigned long error_bits, void *context)
+{
+	struct bow_io_batch *b = context;
+
+	if (error_bits)
+		atomic_cmpxchg(&b->error, 0, -EIO);
+	if (atomic_dec_and_test(&b->pending))
+		complete(&b->done);
+}
+
+int bow_io_async(struct bow_io_batch *batch, struct dm_io_client *client,
+		 struct block_device *bdev, sector_t sector, void *buf,
+		 unsigned int len, unsigned int opf)
+{
+	struct dm_io_region where = {
+		.bdev = bdev,
+		.sector = sector,
+		.count = len >> SECTOR_SHIFT,
+	};
+	struct dm_io_request req = {
+		.bi_opf = (__force blk_opf_t)opf,
+		.client = client,
+		.notify.fn = bow_io_batch_notify,
+		.notify.context = batch,
+	};
+	int r;
+
+	if (is_vmalloc_addr(buf)) {
+		req.mem.type = DM_IO_VMA;
+		req.mem.ptr.vma = buf;
+	} else {
+		req.mem.type = DM_IO_KMEM;
+		req.mem.ptr.addr = buf;
+	}
+	atomic_inc(&batch->pending);
+	r = dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+	if (r)
+		atomic_dec(&batch->pending);	/* not sent: no notify comes */
+	return r;
+}
+
+int bow_io_batch_wait(struct bow_io_batch *batch)
+{
+	int r;
+
+	if (!atomic_dec_and_test(&batch->pending))
+		wait_for_completion_io(&batch->done);
+	r = atomic_xchg(&batch->error, 0);
+	/* Ready for the next set. */
+	reinit_completion(&batch->done);
+	atomic_set(&batch->pending, 1);
 	return r;
 }
 

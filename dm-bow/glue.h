@@ -56,6 +56,19 @@ extern const unsigned int BOW_IO_WRITE_FLUSH_FUA;
 int bow_io_sync(struct dm_io_client *client, struct block_device *bdev,
 		sector_t sector, void *buf, unsigned int len, unsigned int opf);
 
+/*
+ * Asynchronous I/O through dm-io, waited for as a set: each request counts
+ * itself in @batch and its completion wakes the waiter when it is the last.
+ * @buf is kmalloc'ed or vmalloc'ed memory.
+ */
+struct bow_io_batch;
+struct bow_io_batch *bow_io_batch_create(void);
+void bow_io_batch_destroy(struct bow_io_batch *batch);
+int bow_io_async(struct bow_io_batch *batch, struct dm_io_client *client,
+		 struct block_device *bdev, sector_t sector, void *buf,
+		 unsigned int len, unsigned int opf);
+int bow_io_batch_wait(struct bow_io_batch *batch);
+
 /* GFP_NOIO scopes for code that allocates on the I/O path */
 unsigned int bow_noio_save(void);
 void bow_noio_restore(unsigned int flags);

@@ -36,7 +36,7 @@ use crate::ffi::{
 use crate::rangetree::{alloc_spares, RangeTree, SPARES};
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use engine::{Worker, WorkerBufs, COPY_MAX, JOBS_MAX};
+use engine::{Worker, WorkerBufs, JOBS_MAX};
 use kernel::error::code;
 use kernel::prelude::*;
 use kernel::sync::lock::{spinlock::SpinLockBackend, Guard};
@@ -46,8 +46,10 @@ use kernel::workqueue::new_work;
 /// Version of the target type, as `dmsetup targets` shows it.
 pub(crate) const VERSION: [u32; 3] = [1, 0, 0];
 
-/// Workers copying first overwrites concurrently.
-const WORKERS: usize = 16;
+/// Workers copying first overwrites concurrently. Each takes every bio
+/// queued (up to `engine::BATCH_MAX`) and copies for all of them at once, so
+/// a few suffice; a new one starts only while fewer than this run.
+const WORKERS: usize = 2;
 /// Extents a walk of the whole map visits per hold of the map's lock.
 const WALK_CHUNK: usize = 1024;
 /// Log entries that may wait for the log writer at once.
@@ -103,15 +105,17 @@ struct Inner {
     deferred: BioList,
     /// Bios queued or being handled by workers.
     inflight: usize,
-    /// Workers copying data whose entries are not queued for the log yet.
-    copying: usize,
-    /// Workers whose entries are queued and who wait for the log write. While
-    /// `inflight` exceeds this, more entries are on their way: the log writer
-    /// lingers for them (bounded by `LINGER_MS`), so they share its write.
+    /// Workers running or started (up to `WORKERS`): each of these turns
+    /// takes queued bios until the queue is empty.
+    workers: usize,
+    /// Bios held by workers whose entries are queued and who wait for the
+    /// log write. While the bios workers hold exceed this (and
+    /// `busy_waiters`), more entries are on their way: the log writer lingers
+    /// for them (bounded by `LINGER_MS`), so they share its write.
     log_waiters: usize,
-    /// Workers waiting for busy blocks to settle (or for the log to free its
-    /// reserve): they cannot reach the log before it is written, so the log
-    /// writer does not linger for them.
+    /// Bios held by workers waiting for busy blocks to settle (or for the log
+    /// to free its reserve): they cannot reach the log before it is written,
+    /// so the log writer does not linger for them.
     busy_waiters: usize,
     counters: Counters,
     log: Option<LogState>,
@@ -219,10 +223,11 @@ impl Pool {
                 return;
             }
         }
-        // Every worker is queued already and will find the bio.
+        // Not reached: at most `WORKERS` turns are started, and each worker
+        // queued and not yet running holds one of them, so one is free.
     }
 
-    /// Starts a worker for each of `n` newly queued bios (up to all of them).
+    /// Starts `n` workers (counted in `Inner::workers` by the caller).
     fn kick_n(&self, n: usize) {
         for _ in 0..n.min(WORKERS) {
             self.kick();
@@ -231,9 +236,9 @@ impl Pool {
 }
 
 impl Unplug for Pool {
-    /// The submitter's batch is in: start a worker per held bio (up to all
-    /// of them), so the copies run side by side and their log entries share
-    /// one log write.
+    /// The submitter's batch is in: start the workers its bios reserved, so
+    /// they find the whole batch queued, copy for it at once and log it in
+    /// one write.
     fn unplugged(&self) {
         self.kick_n(self.deferred.swap(0, Ordering::SeqCst));
     }
@@ -513,14 +518,16 @@ impl Shared {
     }
 
     /// Puts the bios held during a state change on the workers' queue, to be
-    /// mapped in the state now in force. Returns how many; the caller kicks
-    /// the workers.
+    /// mapped in the state now in force. Returns how many workers to start
+    /// for them (counted in `workers`); the caller kicks them.
     fn release_deferred(&self, g: &mut InnerGuard<'_>) -> usize {
         let n = g.deferred.len();
         let mut held = core::mem::replace(&mut g.deferred, BioList::new());
         g.queue.append(&mut held);
         g.inflight += n;
-        n
+        let start = n.min(WORKERS - g.workers);
+        g.workers += start;
+        start
     }
 }
 
@@ -553,14 +560,21 @@ impl Bow {
         g.inflight += 1;
         g.counters.held += 1;
         let m = bio.hold(&mut g.queue);
-        let pool = self.ctl.pool.get();
-        let deferred = self.ctl.pool.defer();
-        if deferred == Deferred::Yes {
-            pool.deferred.fetch_add(1, Ordering::SeqCst);
+        // A worker running will take it at its next round; start another
+        // only while fewer than `WORKERS` run (decided under the lock the
+        // workers end their turn under, so none is missed).
+        let start = g.workers < WORKERS;
+        if start {
+            g.workers += 1;
         }
         drop(g);
-        if deferred == Deferred::No {
-            pool.kick();
+        if start {
+            let pool = self.ctl.pool.get();
+            if self.ctl.pool.defer() == Deferred::Yes {
+                pool.deferred.fetch_add(1, Ordering::SeqCst);
+            } else {
+                pool.kick();
+            }
         }
         m
     }
@@ -645,7 +659,7 @@ impl Target for Bow {
                     queue: BioList::new(),
                     deferred: BioList::new(),
                     inflight: 0,
-                    copying: 0,
+                    workers: 0,
                     log_waiters: 0,
                     busy_waiters: 0,
                     counters: Counters::default(),
@@ -669,11 +683,7 @@ impl Target for Bow {
         let mut workers = KVec::with_capacity(WORKERS, GFP_KERNEL).map_err(|_| nomem)?;
         for _ in 0..WORKERS {
             let shared_ref = shared.clone();
-            let bufs = WorkerBufs {
-                copy: KVec::from_elem(0u8, COPY_MAX, GFP_KERNEL).map_err(|_| nomem)?,
-                jobs: KVec::with_capacity(JOBS_MAX, GFP_KERNEL).map_err(|_| nomem)?,
-                entries: KVec::with_capacity(JOBS_MAX, GFP_KERNEL).map_err(|_| nomem)?,
-            };
+            let bufs = WorkerBufs::new().map_err(|_| nomem)?;
             let w = Arc::pin_init(
                 pin_init!(Worker {
                     work <- new_work!("bow::Worker::work"),

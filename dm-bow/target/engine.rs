@@ -23,7 +23,7 @@
 
 use super::*;
 use crate::bow_core::format::{entry_seed, log_write_len};
-use crate::ffi::{kernel_crc32_le, vec_clear, NoIo};
+use crate::ffi::{kernel_crc32_le, vec_clear, IoBatch, IoReq, NoIo};
 use kernel::sync::CondVarTimeoutResult;
 use kernel::workqueue::{impl_has_work, Work, WorkItem};
 
@@ -31,6 +31,10 @@ use kernel::workqueue::{impl_has_work, Work, WorkItem};
 pub(super) const COPY_MAX: usize = 64 * 1024;
 /// Most copies one worker plans before executing them.
 pub(super) const JOBS_MAX: usize = 64;
+/// Most bios one worker handles at once.
+const BATCH_MAX: usize = 16;
+/// A worker's copy buffer, shared by the copies of one round.
+const BATCH_BYTES: usize = 4 * COPY_MAX;
 /// Longest time the log writer waits for copies in progress to join its write.
 const LINGER_MS: u32 = 50;
 /// Most free space one claim covers, in bytes: one log entry per this much
@@ -51,6 +55,8 @@ pub(super) struct Job {
     live0: bool,
     /// A claim of free space (`src == dst`): a zero entry, no copy.
     zero: bool,
+    /// The worker's slot of the bio this job is for.
+    owner: usize,
 }
 
 impl Job {
@@ -64,11 +70,47 @@ impl Job {
     }
 }
 
+/// A bio a worker holds, and how far its backup has got.
+pub(super) struct Held {
+    bio: HeldBio,
+    /// Order of arrival: the oldest plan first, so none starves.
+    age: u64,
+    /// While backing up: the blocks `[cursor, last)` not yet safe to overwrite.
+    backup: Option<(u64, u64)>,
+    /// The backup failed: the bio ends with this error.
+    err: Option<Error>,
+}
+
 /// A worker's private buffers, allocated once.
 pub(super) struct WorkerBufs {
-    pub(super) copy: KVec<u8>,
+    /// Every copy of one round, side by side (`BATCH_BYTES`).
+    pub(super) copy: KVVec<u8>,
     pub(super) jobs: KVec<Job>,
     pub(super) entries: KVec<LogEntry>,
+    /// The round's reads, then its writes, each sent at once.
+    pub(super) io: IoBatch,
+    /// The bios this worker handles, up to `BATCH_MAX`.
+    pub(super) held: [Option<Held>; BATCH_MAX],
+    /// Bios in `held`.
+    pub(super) count: usize,
+    /// Bytes of `copy` the round's jobs use.
+    pub(super) planned: usize,
+    pub(super) next_age: u64,
+}
+
+impl WorkerBufs {
+    pub(super) fn new() -> Result<Self> {
+        Ok(Self {
+            copy: KVVec::from_elem(0u8, BATCH_BYTES, GFP_KERNEL)?,
+            jobs: KVec::with_capacity(JOBS_MAX, GFP_KERNEL)?,
+            entries: KVec::with_capacity(2 * JOBS_MAX, GFP_KERNEL)?,
+            io: IoBatch::new()?,
+            held: core::array::from_fn(|_| None),
+            count: 0,
+            planned: 0,
+            next_age: 0,
+        })
+    }
 }
 
 #[pin_data]
@@ -76,7 +118,7 @@ pub(crate) struct Worker {
     #[pin]
     pub(super) work: Work<Worker>,
     pub(super) shared: Arc<Shared>,
-    /// Set while `run` executes, so bios go to idle workers first.
+    /// Set while `run` executes, so kicks go to idle workers first.
     pub(super) running: AtomicBool,
     #[pin]
     pub(super) bufs: Mutex<WorkerBufs>,
@@ -95,99 +137,196 @@ impl WorkItem for Worker {
         let _noio = NoIo::enter();
         let s = &this.shared;
         let mut bufs = this.bufs.lock();
-        loop {
-            let Some(bio) = s.inner.lock().queue.pop() else {
-                break;
-            };
-            s.process(bio, &mut bufs);
-            s.inner.lock().inflight -= 1;
-            s.cond.notify_all();
-            s.linger.notify_all();
+        while s.take_queued(&mut bufs) {
+            s.round(&mut bufs);
         }
         this.running.store(false, Ordering::SeqCst);
     }
 }
 
 impl Shared {
-    /// Finishes a held bio: routes it again in the state now in force, this
-    /// time free to sleep for tree nodes, busy blocks and backups.
-    fn process(&self, mut bio: HeldBio, w: &mut WorkerBufs) {
-        let op = bio.op();
-        let sector = bio.sector().saturating_sub(self.begin);
-        let nsect = u64::from(bio.size() / 512);
+    /// Moves queued bios into the worker's free slots. Returns false, and
+    /// ends this worker's turn (its count in `Inner::workers`), when it holds
+    /// none: the check and the count change under one hold of the lock, so
+    /// a bio queued meanwhile finds either this worker or a new one.
+    fn take_queued(&self, w: &mut WorkerBufs) -> bool {
+        let mut g = self.inner.lock();
+        for slot in w.held.iter_mut().filter(|h| h.is_none()) {
+            let Some(bio) = g.queue.pop() else {
+                break;
+            };
+            *slot = Some(Held {
+                bio,
+                age: w.next_age,
+                backup: None,
+                err: None,
+            });
+            w.next_age += 1;
+            w.count += 1;
+        }
+        if w.count == 0 {
+            g.workers -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// `n` held bios are done (sent down, completed or deferred).
+    fn finished(&self, w: &mut WorkerBufs, n: usize) {
+        if n == 0 {
+            return;
+        }
+        w.count -= n;
+        self.inner.lock().inflight -= n;
+        self.cond.notify_all();
+        self.linger.notify_all();
+    }
+
+    /// One round over the worker's bios: maps those that need no backup,
+    /// plans copies for the others (oldest first), runs all the copies at
+    /// once and logs them in one go, then ends the bios that failed. Bios
+    /// whose blocks are all safe now are mapped at the next round.
+    fn round(&self, w: &mut WorkerBufs) {
+        let mut done = 0;
+        for i in 0..BATCH_MAX {
+            let Some(h) = w.held[i].take() else {
+                continue;
+            };
+            if h.backup.is_some() {
+                w.held[i] = Some(h);
+                continue;
+            }
+            // No busy block is held between rounds, so this may wait.
+            w.held[i] = self.dispatch(h, w.count);
+            if w.held[i].is_none() {
+                done += 1;
+            }
+        }
+        self.finished(w, done);
+
+        vec_clear(&mut w.jobs);
+        vec_clear(&mut w.entries);
+        w.planned = 0;
+        let mut order = [0usize; BATCH_MAX];
+        let mut n = 0;
+        for (i, h) in w.held.iter().enumerate() {
+            if let Some(h) = h.as_ref().filter(|h| h.backup.is_some() && h.err.is_none()) {
+                // Insertion by age.
+                let mut k = n;
+                while k > 0 && w.held[order[k - 1]].as_ref().is_some_and(|o| o.age > h.age) {
+                    order[k] = order[k - 1];
+                    k -= 1;
+                }
+                order[k] = i;
+                n += 1;
+            }
+        }
+        for &i in &order[..n] {
+            if w.jobs.len() >= JOBS_MAX
+                || w.planned >= BATCH_BYTES
+                || w.jobs.last().is_some_and(|j| j.live0)
+            {
+                break;
+            }
+            let Some(mut h) = w.held[i].take() else {
+                continue;
+            };
+            if let Some((mut cursor, last)) = h.backup {
+                if let Err(e) = self.plan(&mut cursor, last, i, w) {
+                    h.err = Some(e);
+                }
+                h.backup = Some((cursor, last));
+            }
+            w.held[i] = Some(h);
+        }
+        if !w.jobs.is_empty() {
+            let r = self.copy_and_log(w);
+            self.settle(w, r.is_ok());
+            if let Err(e) = r {
+                for j in w.jobs.iter() {
+                    if let Some(h) = w.held[j.owner].as_mut() {
+                        h.err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+
+        let mut done = 0;
+        for slot in w.held.iter_mut() {
+            let Some(h) = slot.as_mut() else {
+                continue;
+            };
+            if let Some(e) = h.err {
+                if e == code::ENOSPC {
+                    self.inner.lock().counters.enospc += 1;
+                }
+                if let Some(h) = slot.take() {
+                    h.bio.endio(Some(e));
+                }
+                done += 1;
+            } else if h.backup.is_some_and(|(cursor, last)| cursor >= last) {
+                // Every block is safe to overwrite now: the next round maps
+                // it (or defers it, if a state change began meanwhile; the
+                // change waits for this worker).
+                h.backup = None;
+            }
+        }
+        self.finished(w, done);
+    }
+
+    /// Routes a held bio again in the state now in force, this time free to
+    /// sleep for tree nodes and block 0's move. Returns it if it needs
+    /// backups first; `parked` is how many bios this worker holds, all
+    /// stalled while it waits.
+    fn dispatch(&self, mut h: Held, parked: usize) -> Option<Held> {
+        let op = h.bio.op();
+        let sector = h.bio.sector().saturating_sub(self.begin);
+        let nsect = u64::from(h.bio.size() / 512);
         loop {
             let mut g = match self.lock_ready() {
                 Ok(g) => g,
                 Err(e) => {
-                    bio.endio(Some(e));
-                    return;
+                    h.bio.endio(Some(e));
+                    return None;
                 }
             };
             match self.route(&mut g, op, sector, nsect) {
                 Route::Remap { sector, tag } => {
                     drop(g);
-                    bio.set_tag(tag);
-                    bio.submit_remapped(&self.dev, sector);
-                    return;
+                    h.bio.set_tag(tag);
+                    h.bio.submit_remapped(&self.dev, sector);
+                    return None;
                 }
                 Route::Done => {
                     drop(g);
-                    bio.endio(None);
-                    return;
+                    h.bio.endio(None);
+                    return None;
                 }
                 Route::Defer => {
                     // A state change started after this bio was queued: it
                     // waits for the change like any bio arriving now.
-                    g.deferred.push(bio);
-                    return;
+                    g.deferred.push(h.bio);
+                    return None;
                 }
                 Route::NeedNodes => continue,
-                Route::Busy0 => self.wait_busy(&mut g),
+                Route::Busy0 => self.wait_busy(&mut g, parked),
                 Route::Backup => {
-                    drop(g);
                     let first = sector / self.spb;
                     let last = (sector + nsect).div_ceil(self.spb).max(first + 1);
-                    if let Err(e) = self.back_up(first, last, w) {
-                        if e == code::ENOSPC {
-                            self.inner.lock().counters.enospc += 1;
-                        }
-                        bio.endio(Some(e));
-                        return;
-                    }
-                    // Every block is safe to overwrite now: route it again,
-                    // which remaps it (or defers it, if a state change began
-                    // meanwhile; the change waits for this worker).
+                    h.backup = Some((first, last));
+                    return Some(h);
                 }
             }
         }
-    }
-
-    /// Makes every block of `[first, last)` safe to overwrite: backs up those
-    /// that held data at checkpoint, moves backups out of the way, and waits
-    /// until the log covering them is durable.
-    fn back_up(&self, first: u64, last: u64, w: &mut WorkerBufs) -> Result {
-        let mut cursor = first;
-        while cursor < last {
-            vec_clear(&mut w.jobs);
-            vec_clear(&mut w.entries);
-            let r = self.plan(&mut cursor, last, w);
-            if !w.jobs.is_empty() {
-                let done = self.copy_and_log(w);
-                self.settle(w, done.is_ok());
-                done?;
-            }
-            r?;
-        }
-        Ok(())
     }
 
     /// Waits for busy blocks to settle, telling the log writer not to wait
-    /// for this worker meanwhile.
-    fn wait_busy(&self, g: &mut InnerGuard<'_>) {
-        g.busy_waiters += 1;
+    /// for this worker's `parked` bios meanwhile.
+    fn wait_busy(&self, g: &mut InnerGuard<'_>, parked: usize) {
+        g.busy_waiters += parked;
         self.linger.notify_all();
         self.cond.wait(g);
-        g.busy_waiters -= 1;
+        g.busy_waiters -= parked;
     }
 
     /// Free blocks beyond what the log may need to chain for every entry
@@ -206,8 +345,9 @@ impl Shared {
 
     /// Plans copies from `*cursor` on, until `last`, a busy block, or
     /// `JOBS_MAX` jobs. Waits for busy blocks only while holding none.
-    fn plan(&self, cursor: &mut u64, last: u64, w: &mut WorkerBufs) -> Result {
+    fn plan(&self, cursor: &mut u64, last: u64, owner: usize, w: &mut WorkerBufs) -> Result {
         let max_blocks = (COPY_MAX / self.bs as usize) as u64;
+        let parked = w.count;
         let mut g = self.lock_ready()?;
         while *cursor < last && w.jobs.len() < JOBS_MAX {
             if g.log.as_ref().map_or(true, |l| l.failed) || g.state != State::Checkpoint {
@@ -226,7 +366,7 @@ impl Shared {
             };
             let end = e.end.min(last);
             match e.kind {
-                Kind::Busy if w.jobs.is_empty() => self.wait_busy(&mut g),
+                Kind::Busy if w.jobs.is_empty() => self.wait_busy(&mut g, parked),
                 Kind::Busy => return Ok(()),
                 Kind::Changed | Kind::Used => *cursor = end,
                 Kind::Free => {
@@ -241,7 +381,7 @@ impl Shared {
                         if unlogged == 0 {
                             return Err(code::ENOSPC);
                         }
-                        self.wait_busy(&mut g);
+                        self.wait_busy(&mut g, parked);
                         continue;
                     }
                     // The aligned window around the write (so random writes
@@ -266,6 +406,7 @@ impl Shared {
                         was: Kind::Free,
                         live0: false,
                         zero: true,
+                        owner,
                     };
                     w.jobs.push(job, GFP_NOWAIT)?;
                     if let Some(l) = g.log.as_mut() {
@@ -280,7 +421,7 @@ impl Shared {
                         if !w.jobs.is_empty() {
                             return Ok(());
                         }
-                        self.wait_busy(&mut g);
+                        self.wait_busy(&mut g, parked);
                         continue;
                     }
                     self.assign(&mut g, *cursor, end, Kind::Changed)?;
@@ -312,10 +453,16 @@ impl Shared {
                             return Err(code::ENOSPC);
                         }
                         // Others' entries hold the reserve until they are durable.
-                        self.wait_busy(&mut g);
+                        self.wait_busy(&mut g, parked);
                         continue;
                     }
-                    let want = (end - *cursor).min(max_blocks).min(avail);
+                    // Room left in the round's copy buffer (a whole copy
+                    // for the first job).
+                    let room = ((BATCH_BYTES - w.planned) / self.bs as usize) as u64;
+                    if room == 0 {
+                        return Ok(());
+                    }
+                    let want = (end - *cursor).min(max_blocks).min(avail).min(room);
                     let hint = g.free_hint;
                     let Some((dst, n)) = rangemap::find_free(&mut g.map, self.blocks, hint, want)
                     else {
@@ -332,8 +479,10 @@ impl Shared {
                         was: e.kind,
                         live0: is_live0,
                         zero: false,
+                        owner,
                     };
                     w.jobs.push(job, GFP_NOWAIT)?;
+                    w.planned += (n * u64::from(self.bs)) as usize;
                     if let Some(l) = g.log.as_mut() {
                         l.unlogged += job.entries();
                     }
@@ -353,39 +502,54 @@ impl Shared {
 
     /// Copies every planned job and waits until its log entry is durable.
     fn copy_and_log(&self, w: &mut WorkerBufs) -> Result {
-        self.inner.lock().copying += 1;
-        let r = self.copy_jobs(w);
-        match r {
-            Ok(new_live0) => {
-                self.commit_log(&w.entries, new_live0.map(|b| b * self.spb))?;
-                if let Some(b) = new_live0 {
-                    self.inner.lock().live0 = b;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.inner.lock().copying -= 1;
-                self.linger.notify_all();
-                Err(e)
-            }
+        let new_live0 = self.copy_jobs(w)?;
+        self.commit_log(&w.entries, new_live0.map(|b| b * self.spb), w.count)?;
+        if let Some(b) = new_live0 {
+            self.inner.lock().live0 = b;
         }
+        Ok(())
     }
 
-    /// Copies every planned job; returns the new place of the live block 0
-    /// if it moved.
+    /// Copies every planned job, all reads at once and then all writes at
+    /// once; returns the new place of the live block 0 if it moved.
     fn copy_jobs(&self, w: &mut WorkerBufs) -> Result<Option<u64>> {
         let spb = self.spb;
+        let bs = self.bs as usize;
+        let WorkerBufs {
+            copy,
+            jobs,
+            entries,
+            io,
+            ..
+        } = w;
+        // The copies lie side by side in the buffer, in job order.
+        let reqs = |read: bool| {
+            let mut offset = 0;
+            jobs.iter().filter(|j| !j.zero).map(move |j| {
+                let len = j.n as usize * bs;
+                let r = IoReq {
+                    sector: if read { j.src } else { j.dst } * spb,
+                    offset,
+                    len,
+                };
+                offset += len;
+                r
+            })
+        };
+        let copies = jobs.iter().any(|j| !j.zero);
+        if copies {
+            io.run(&self.io, &self.dev, copy, IoKind::Read, reqs(true))?;
+        }
         let mut new_live0 = None;
-        for j in w.jobs.iter() {
-            let bytes = (j.n * u64::from(self.bs)) as usize;
+        let mut offset = 0;
+        for j in jobs.iter() {
+            let bytes = j.n as usize * bs;
             if j.zero {
-                w.entries
-                    .push(LogEntry::zero(j.src * spb, bytes as u32), GFP_NOWAIT)?;
+                entries.push(LogEntry::zero(j.src * spb, bytes as u32), GFP_NOWAIT)?;
                 continue;
             }
-            self.io
-                .sync(&self.dev, j.src * spb, &mut w.copy, bytes, IoKind::Read)?;
-            let data = w.copy.get(..bytes).ok_or(code::EINVAL)?;
+            let data = copy.get(offset..offset + bytes).ok_or(code::EINVAL)?;
+            offset += bytes;
             // The kernel's crc32_le (accelerated where the CPU can), the same
             // function as the shared `crc32` (KUnit checks that they agree).
             let checksum = if j.live0 {
@@ -393,9 +557,7 @@ impl Shared {
             } else {
                 kernel_crc32_le(entry_seed(j.src * spb, self.bs), data)
             };
-            self.io
-                .sync(&self.dev, j.dst * spb, &mut w.copy, bytes, IoKind::Write)?;
-            w.entries.push(
+            entries.push(
                 LogEntry {
                     source: j.src * spb,
                     dest: j.dst * spb,
@@ -406,10 +568,12 @@ impl Shared {
             )?;
             if j.live0 {
                 // Its new place holds data newer than the checkpoint from now on.
-                w.entries
-                    .push(LogEntry::zero(j.dst * spb, self.bs), GFP_NOWAIT)?;
+                entries.push(LogEntry::zero(j.dst * spb, self.bs), GFP_NOWAIT)?;
                 new_live0 = Some(j.dst);
             }
+        }
+        if copies {
+            io.run(&self.io, &self.dev, copy, IoKind::Write, reqs(false))?;
         }
         Ok(new_live0)
     }
@@ -461,17 +625,15 @@ impl Shared {
     /// Adds `entries` to the log and returns once a log write containing them
     /// is durable. Whoever finds no write in progress writes everything queued
     /// so far (group commit), after waiting briefly for the copies already in
-    /// progress to join; the others wait for it. The caller counted itself in
-    /// `copying`; this uncounts it.
-    fn commit_log(&self, entries: &[LogEntry], sector0: Option<u64>) -> Result {
+    /// progress to join; the others wait for it. `parked` is how many bios
+    /// the caller holds: the writer does not linger for them meanwhile.
+    fn commit_log(&self, entries: &[LogEntry], sector0: Option<u64>, parked: usize) -> Result {
         let mut g = self.inner.lock();
         let mine = loop {
             let Some(log) = g.log.as_mut() else {
-                g.copying -= 1;
                 return Err(code::EIO);
             };
             if log.failed {
-                g.copying -= 1;
                 return Err(code::EIO);
             }
             if log.pending.len() + entries.len() <= log.pending.capacity() {
@@ -483,8 +645,7 @@ impl Shared {
                 }
                 log.enqueued += entries.len() as u64;
                 let mine = log.enqueued;
-                g.copying -= 1;
-                g.log_waiters += 1;
+                g.log_waiters += parked;
                 self.linger.notify_all();
                 break mine;
             }
@@ -492,7 +653,7 @@ impl Shared {
         };
         let r = self.await_log(g, mine);
         // One fewer waiting only lengthens a linger: no one to wake.
-        self.inner.lock().log_waiters -= 1;
+        self.inner.lock().log_waiters -= parked;
         r
     }
 
@@ -515,17 +676,17 @@ impl Shared {
             }
             // Become the writer; first let the copies in progress join.
             log.writing = true;
-            // Linger while entries are on their way: a worker handling a
-            // bio is neither waiting for the log nor for busy blocks, or
-            // bios are queued and a worker is free to take them. Bios
-            // queued behind busy workers do not count (none can start before
-            // this write), so batches form by themselves; the timer only
-            // bounds a stall.
+            // Linger while entries are on their way: some bio a worker holds
+            // is neither waiting for the log nor for busy blocks (its
+            // worker is copying or mapping), or bios are queued and a worker
+            // may yet start for them. Bios queued while every worker is
+            // taken do not count (none can start before this write), so
+            // batches form by themselves; the timer only bounds a stall.
             let mut left = kernel::time::msecs_to_jiffies(LINGER_MS);
             let copying = |g: &InnerGuard<'_>| {
                 let queued = g.queue.len();
                 let active = g.inflight.saturating_sub(queued);
-                active > g.log_waiters + g.busy_waiters || (queued > 0 && active < WORKERS)
+                active > g.log_waiters + g.busy_waiters || (queued > 0 && g.workers < WORKERS)
             };
             while copying(&g) && left > 0 {
                 match self.linger.wait_interruptible_timeout(&mut g, left) {
