@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 2100
-# checks: 333
+# checks: 540
 # State changes on a live, busy filesystem, as Android's vold makes them:
 # FITRIM on the mounted filesystem, then `1` into sysfs (or the checkpoint
 # message) and, three seconds later, `2` (or the commit message), while
@@ -22,10 +22,10 @@
 # bow device from 1 MiB on, so block 0 of the bow device is the block-0
 # writer's alone.
 #
-# usage: live.sh [ROUNDS-PER-FILESYSTEM (12)[-FILESYSTEM]]  (e.g. live:40-xfs;
+# usage: live.sh [ROUNDS-PER-FILESYSTEM (20)[-FILESYSTEM]]  (e.g. live:40-xfs;
 # both ext4 and xfs by default)
 . /tests/lib.sh
-ROUNDS=${1:-12}
+ROUNDS=${1:-20}
 FSES="ext4 xfs"
 case $ROUNDS in *-*) FSES=${ROUNDS#*-} ROUNDS=${ROUNDS%%-*} ;; esac
 DISK=/dev/vda
