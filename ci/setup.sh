@@ -20,6 +20,8 @@ DEB_PACKAGES=(
     spin gcc
     # the install path (ci/install-test.sh)
     dkms
+    # the Android SELinux policy example (tests/sepolicy/run.sh)
+    checkpolicy secilc selinux-utils m4
 )
 RUST_COMPONENTS=(rust-src rustfmt clippy)
 RUST_TARGETS=(x86_64-unknown-linux-musl)

@@ -3,7 +3,8 @@
 #   1. host: cargo test of the workspace (shared core, bowctl), then the lint
 #      (ci/lint.sh: kernel rustfmt and CLIPPY=1, checkpatch, shellcheck,
 #      cargo fmt and clippy), each tool one check; then the protocol's
-#      model, checked with spin (tests/model/run.sh); then the install path
+#      model, checked with spin (tests/model/run.sh); then the Android SELinux
+#      policy example, compiled (tests/sepolicy/run.sh); then the install path
 #      against the test kernel's tree (ci/install-test.sh: make, make
 #      install, DKMS, and the errors without CONFIG_RUST or LLVM)
 #   2. kernel: builds the test kernel (cached) and the module
@@ -73,6 +74,11 @@ add_tsv "lint" "$BOW_ROOT/target/lint/results.tsv" "$lint_status"
 log "model: spin on tests/model/bow.pml"
 if bash tests/model/run.sh; then model_status=0; else model_status=$?; fi
 add_tsv "model check" "$BOW_ROOT/target/model/results.tsv" "$model_status"
+
+# --- the Android SELinux policy example ------------------------------------------
+log "sepolicy: checkpolicy, secilc and sefcontext_compile on examples/android/sepolicy"
+if bash tests/sepolicy/run.sh; then sepolicy_status=0; else sepolicy_status=$?; fi
+add_tsv "sepolicy check" "$BOW_ROOT/target/sepolicy/results.tsv" "$sepolicy_status"
 
 # --- the install path ---------------------------------------------------------
 log "install: make, make install, DKMS, and the errors (ci/install-test.sh)"

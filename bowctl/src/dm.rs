@@ -58,7 +58,7 @@ compile_error!(
 /// Errors from the DM interface.
 #[derive(Debug, thiserror::Error)]
 pub enum DmError {
-    #[error("cannot open /dev/mapper/control: {0} (is the dm-mod driver loaded? are you root?)")]
+    #[error("cannot open /dev/mapper/control or /dev/device-mapper: {0} (is the dm-mod driver loaded? are you root?)")]
     Control(std::io::Error),
     #[error("{op} on {name}: {source}")]
     Ioctl {
@@ -118,7 +118,9 @@ impl fmt::Display for Dev<'_> {
 // Interface constants (include/uapi/linux/dm-ioctl.h)
 // ---------------------------------------------------------------------------
 
-const CONTROL_PATH: &str = "/dev/mapper/control";
+/// The control node: where udev and Linux distributions put it, then where
+/// Android's ueventd does (`/dev/device-mapper`, used by Android's libdm).
+const CONTROL_PATHS: [&str; 2] = ["/dev/mapper/control", "/dev/device-mapper"];
 const MAPPER_DIR: &str = "/dev/mapper";
 
 /// `DM_IOCTL`, the ioctl "type" byte.
@@ -536,19 +538,32 @@ fn parse_name_list(b: &[u8], start: usize, end: usize) -> Option<Vec<(String, u3
 // Control
 // ---------------------------------------------------------------------------
 
-/// An open `/dev/mapper/control`.
+/// Opens the first of `paths` that exists, read-write. When none exists,
+/// the error is the first path's; any other error stops the search.
+fn open_first(paths: &[&Path]) -> io::Result<std::fs::File> {
+    let mut first = None;
+    for p in paths {
+        match OpenOptions::new().read(true).write(true).open(p) {
+            Ok(f) => return Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                first.get_or_insert(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(first.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+}
+
+/// An open device-mapper control node.
 pub struct Control {
     fd: OwnedFd,
 }
 
 impl Control {
-    /// Opens `/dev/mapper/control` and checks that it speaks interface 4.
+    /// Opens the control node (`/dev/mapper/control`, or Android's
+    /// `/dev/device-mapper`) and checks that it speaks interface 4.
     pub fn open() -> Result<Self, DmError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(CONTROL_PATH)
-            .map_err(DmError::Control)?;
+        let file = open_first(&CONTROL_PATHS.map(Path::new)).map_err(DmError::Control)?;
         let ctl = Control { fd: file.into() };
         match ctl.version() {
             Ok(_) => Ok(ctl),
@@ -560,7 +575,7 @@ impl Control {
     /// The kernel's ioctl interface version (DM_VERSION), e.g. `[4, 48, 0]`.
     pub fn version(&self) -> Result<[u32; 3], DmError> {
         let mut buf = simple_request(None, 0, HEADER_SIZE)?;
-        self.ioctl(cmd::VERSION, "DM_VERSION", "/dev/mapper/control", &mut buf)?;
+        self.ioctl(cmd::VERSION, "DM_VERSION", "the control node", &mut buf)?;
         let b = buf.bytes();
         let get = |i: usize| get_u32(b, OFF_VERSION + 4 * i).ok_or(DmError::Reply("DM_VERSION"));
         let v = [get(0)?, get(1)?, get(2)?];
@@ -630,10 +645,9 @@ impl Control {
     /// All dm devices: (name, major, minor). DM_LIST_DEVICES.
     pub fn list(&self) -> Result<Vec<(String, u32, u32)>, DmError> {
         const OP: &str = "DM_LIST_DEVICES";
-        let (buf, hdr) =
-            self.ioctl_growing(cmd::LIST_DEVICES, OP, "/dev/mapper/control", |size| {
-                simple_request(None, 0, size)
-            })?;
+        let (buf, hdr) = self.ioctl_growing(cmd::LIST_DEVICES, OP, "the control node", |size| {
+            simple_request(None, 0, size)
+        })?;
         let b = buf.bytes();
         let (start, end) = hdr.payload(b.len()).ok_or(DmError::Reply(OP))?;
         parse_name_list(b, start, end).ok_or(DmError::Reply(OP))
@@ -867,6 +881,19 @@ fn remove_node_in(dir: &Path, name: &str) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_node_falls_back_to_android_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("mapper-control");
+        let android = dir.path().join("device-mapper");
+        std::fs::write(&android, b"x").unwrap();
+        // The first path is missing: the second (Android's) is opened.
+        assert!(super::open_first(&[&missing, &android]).is_ok());
+        // Neither exists: the first one's error.
+        let err = super::open_first(&[&missing, &dir.path().join("nope")]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+
     use super::*;
 
     #[test]
