@@ -16,6 +16,8 @@ DEB_PACKAGES=(
     util-linux coreutils gzip
     # lint (ci/lint.sh): shellcheck; checkpatch.pl is perl; RST checks
     shellcheck perl python3 python3-docutils
+    # lint: systemd-analyze verify of examples/systemd
+    systemd
     # the protocol's model (tests/model/run.sh)
     spin gcc
     # the install path (ci/install-test.sh)
