@@ -91,8 +91,13 @@ const unsigned int BOW_IO_READ = REQ_OP_READ | REQ_SYNC;
 const unsigned int BOW_IO_WRITE = REQ_OP_WRITE | REQ_SYNC;
 const unsigned int BOW_IO_WRITE_FLUSH_FUA = REQ_OP_WRITE | REQ_SYNC | REQ_PREFLUSH | REQ_FUA;
 
-int bow_io_sync(struct dm_io_client *client, struct block_device *bdev,
-		sector_t sector, void *buf, unsigned int len, unsigned int opf)
+/*
+ * One dm_io request on @buf, kmalloc'ed or vmalloc'ed memory: synchronous
+ * when @fn is NULL (errors in @error_bits), else completed through @fn.
+ */
+static int bow_dm_io(struct dm_io_client *client, struct block_device *bdev,
+		     sector_t sector, void *buf, unsigned int len, unsigned int opf,
+		     io_notify_fn fn, void *context, unsigned long *error_bits)
 {
 	struct dm_io_region where = {
 		.bdev = bdev,
@@ -101,12 +106,26 @@ int bow_io_sync(struct dm_io_client *client, struct block_device *bdev,
 	};
 	struct dm_io_request req = {
 		.bi_opf = (__force blk_opf_t)opf,
-		.mem.type = DM_IO_KMEM,
-		.mem.ptr.addr = buf,
 		.client = client,
+		.notify.fn = fn,
+		.notify.context = context,
 	};
+
+	if (is_vmalloc_addr(buf)) {
+		req.mem.type = DM_IO_VMA;
+		req.mem.ptr.vma = buf;
+	} else {
+		req.mem.type = DM_IO_KMEM;
+		req.mem.ptr.addr = buf;
+	}
+	return dm_io(&req, 1, &where, error_bits, IOPRIO_DEFAULT);
+}
+
+int bow_io_sync(struct dm_io_client *client, struct block_device *bdev,
+		sector_t sector, void *buf, unsigned int len, unsigned int opf)
+{
 	unsigned long error_bits = 0;
-	int r = dm_io(&req, 1, &where, &error_bits, IOPRIO_DEFAULT);
+	int r = bow_dm_io(client, bdev, sector, buf, len, opf, NULL, NULL, &error_bits);
 
 	if (!r && error_bits)
 		r = -EIO;
@@ -150,28 +169,10 @@ int bow_io_async(struct bow_io_batch *batch, struct dm_io_client *client,
 		 struct block_device *bdev, sector_t sector, void *buf,
 		 unsigned int len, unsigned int opf)
 {
-	struct dm_io_region where = {
-		.bdev = bdev,
-		.sector = sector,
-		.count = len >> SECTOR_SHIFT,
-	};
-	struct dm_io_request req = {
-		.bi_opf = (__force blk_opf_t)opf,
-		.client = client,
-		.notify.fn = bow_io_batch_notify,
-		.notify.context = batch,
-	};
 	int r;
 
-	if (is_vmalloc_addr(buf)) {
-		req.mem.type = DM_IO_VMA;
-		req.mem.ptr.vma = buf;
-	} else {
-		req.mem.type = DM_IO_KMEM;
-		req.mem.ptr.addr = buf;
-	}
 	atomic_inc(&batch->pending);
-	r = dm_io(&req, 1, &where, NULL, IOPRIO_DEFAULT);
+	r = bow_dm_io(client, bdev, sector, buf, len, opf, bow_io_batch_notify, batch, NULL);
 	if (r)
 		atomic_dec(&batch->pending);	/* not sent: no notify comes */
 	return r;
