@@ -11,6 +11,14 @@ export PATH="$HOME/.cargo/bin:$PATH"
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# tsv_row <tsv> <name> <pass|fail> <detail>: appends one result row (the
+# form tests/run-all.sh counts) and prints its PASS or FAIL line; returns 1
+# for a failure.
+tsv_row() {
+    printf '%s\t%s\t%s\n' "$2" "$4" "$3" >> "$1"
+    if [ "$3" = pass ]; then echo "PASS: $2 ($4)"; else echo "FAIL: $2 ($4)"; return 1; fi
+}
+
 # The kernel's version, as Debian packages it.
 kernel_version() {
     dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null \

@@ -26,10 +26,7 @@ rm -rf "$out" && mkdir -p "$out"
 tsv=$out/results.tsv
 : > "$tsv"
 status=0
-row() { # <name> <pass|fail> <detail>
-    printf '%s\t%s\t%s\n' "$1" "$3" "$2" >> "$tsv"
-    if [ "$2" = pass ]; then echo "PASS: $1 ($3)"; else echo "FAIL: $1 ($3)"; status=1; fi
-}
+row() { tsv_row "$tsv" "$@" || status=1; } # <name> <pass|fail> <detail>
 # build <dir> <extra te>: policy.conf, then checkpolicy; returns its status.
 build() {
     mkdir -p "$1"
