@@ -7,11 +7,16 @@
 #   make install [KDIR=...] [INSTALL_MOD_PATH=<root>]   into updates/dm-bow/, then depmod
 #   make clean
 #
-# KDIR defaults to the running kernel's build directory.
+# KDIR defaults to the running kernel's build directory. For an arm64
+# kernel's tree the build cross-compiles (ARCH=arm64, read from its config).
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= 1
-kmake = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM)
+# The kernel's architecture comes from its configuration, so a build for an
+# arm64 kernel on an x86_64 host (clang cross-compiles) needs no ARCH=;
+# an ARCH given on the command line or in the environment wins.
+ARCH ?= $(shell grep -q '^CONFIG_ARM64=y' $(KDIR)/include/config/auto.conf 2>/dev/null && echo arm64)
+kmake = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=$(LLVM) $(if $(ARCH),ARCH=$(ARCH))
 
 all: check-kdir
 	$(kmake) modules

@@ -2,19 +2,58 @@
 # Builds the guest's initramfs from Debian's binaries: busybox, dmsetup and its
 # libraries, e2fsprogs, xfsprogs, dosfstools, fio, the static bowctl, the
 # module and the test scripts.
-# usage: build-initramfs.sh <dm-bow.ko> <bowctl> <output.cpio.gz>
+# usage: build-initramfs.sh <dm-bow.ko> <bowctl> <output.cpio.gz> [<root>]
+# With <root>, another architecture's tree of those packages
+# (ci/build-arm64-userland.sh), the binaries and libraries come from there.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-ko=$1 bowctl=$2 out=$3
+ko=$1 bowctl=$2 out=$3 root=${4:-}
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,proc,sys,dev,tmp,mnt,run,etc,tests}
-cp /bin/busybox "$stage/bin/busybox"
+cp -L "${root:-}/bin/busybox" "$stage/bin/busybox"
 
-# Binaries copied with the shared libraries they need (found with ldd).
+# copy_lib <name>: a shared library of <root>, by its soname, and the
+# libraries it needs in turn (DT_NEEDED, read with readelf: nothing of
+# another architecture can run here).
+copy_lib() {
+    local f
+    [ -e "$stage/lib/$1" ] && return 0
+    # Some sit in a subdirectory named by the binary's RUNPATH (ceph's, for
+    # fio's librbd): the first file of that name under lib or usr/lib.
+    f=$(find "$root/lib" "$root/usr/lib" -name "$1" -print -quit)
+    [ -n "$f" ] || die "initramfs: library $1 not found in $root"
+    cp -L "$f" "$stage/lib/$1"
+    copy_needed "$f"
+}
+copy_needed() {
+    local lib
+    for lib in $(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+        copy_lib "$lib"
+    done
+}
+
+# Binaries copied with the shared libraries they need (found with ldd, or
+# in <root> for another architecture).
 copy_bin() {
+    if [ -n "$root" ]; then
+        local d interp
+        for d in usr/sbin usr/bin sbin bin; do
+            if [ -e "$root/$d/$1" ]; then
+                cp -L "$root/$d/$1" "$stage/usr/sbin/$1"
+                interp=$(readelf -l "$root/$d/$1" | sed -n 's/.*interpreter: \(.*\)\]/\1/p')
+                if [ -n "$interp" ] && [ ! -e "$stage$interp" ]; then
+                    mkdir -p "$stage$(dirname "$interp")"
+                    cp -L "$root$interp" "$stage$interp"
+                fi
+                copy_needed "$root/$d/$1"
+                return 0
+            fi
+        done
+        die "initramfs: $1 not found in $root"
+    fi
     local src dst lib
     src=$(command -v "$1" || true)
     [ -n "$src" ] || die "initramfs: $1 not found on the host (run ci/setup.sh)"
@@ -36,7 +75,7 @@ ln -s e2fsck "$stage/usr/sbin/fsck.ext4"
 ln -s mkfs.fat "$stage/usr/sbin/mkfs.vfat"
 ln -s fsck.fat "$stage/usr/sbin/fsck.vfat"
 # mke2fs reads its defaults from here.
-[ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$stage/etc/"
+[ -f "$root/etc/mke2fs.conf" ] && cp "$root/etc/mke2fs.conf" "$stage/etc/"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$stage/etc/passwd"
 echo 'root:x:0:' > "$stage/etc/group"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the test kernel from Debian's linux-source-6.12 with LLVM=1 and the
-# committed config fragments. The result is cached in $BOW_CACHE, keyed by the
+# Builds the test kernel named by BOW_KERNEL (x86_64, the default; arm64-4k,
+# arm64-16k: ci/lib.sh) from Debian's linux-source-6.12 with LLVM=1 and the
+# committed config fragments (ci/kernel/). The result is cached in $BOW_CACHE, keyed by the
 # source version, the fragments and the toolchain; a warm cache costs nothing.
 # Prints the build directory on stdout.
 set -euo pipefail
@@ -22,13 +23,15 @@ if [ ! -f "$src/.bow-extracted" ]; then
     touch "$src/.bow-extracted"
 fi
 
-log "building kernel into $out (a cold build takes several minutes)"
+log "building the $BOW_KERNEL kernel into $out (a cold build takes several minutes)"
 rm -rf "$out"
 mkdir -p "$out"
-mk() { make -C "$src" O="$out" LLVM=1 "$@"; }
+mapfile -t margs < <(kernel_make_args)
+mapfile -t frags < <(kernel_fragments)
+mk() { make -C "$src" O="$out" "${margs[@]}" "$@"; }
 mk rustavailable >/dev/null || { mk rustavailable || true; die "the Rust toolchain is not usable for this kernel"; }
 mk tinyconfig >/dev/null
-"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "$BOW_ROOT"/ci/kernel/*.config >/dev/null
+"$src/scripts/kconfig/merge_config.sh" -m -O "$out" "$out/.config" "${frags[@]}" >/dev/null
 mk olddefconfig >/dev/null
 
 # merge_config does not fail when a symbol cannot be set; we do.
@@ -39,11 +42,11 @@ while IFS= read -r line; do
         "# CONFIG_"*" is not set") sym=${line#\# }; sym=${sym%% *}
             grep -q "^$sym=" "$out/.config" && { echo "kernel config: $sym should be unset" >&2; missing=1; } ;;
     esac
-done < <(cat "$BOW_ROOT"/ci/kernel/*.config)
+done < <(cat "${frags[@]}")
 [ "$missing" = 0 ] || die "config fragments did not apply cleanly"
 
 start=$(date +%s)
-mk -j"$(( $(nproc) + 1 ))" bzImage modules > "$out/build.log" 2>&1 \
+mk -j"$(( $(nproc) + 1 ))" "$(basename "$(kernel_image)")" modules > "$out/build.log" 2>&1 \
     || { tail -40 "$out/build.log" >&2; die "kernel build failed; full log in $out/build.log"; }
 log "kernel built in $(( $(date +%s) - start )) s"
 touch "$out/.bow-done"

@@ -25,13 +25,40 @@ kernel_version() {
         || die "linux-source-6.12 is not installed (run ci/setup.sh)"
 }
 
+# The test kernels, one per BOW_KERNEL:
+#   x86_64     the debug kernel (KASAN, lockdep, ...) every scenario runs on
+#   arm64-4k   a lean arm64 kernel with 4 KiB pages (Android's GKI default)
+#   arm64-16k  the same with 16 KiB pages (CONFIG_ARM64_16K_PAGES)
+BOW_KERNEL=${BOW_KERNEL:-x86_64}
+export BOW_KERNEL
+case "$BOW_KERNEL" in
+    x86_64|arm64-4k|arm64-16k) ;;
+    *) printf 'error: BOW_KERNEL=%s: not one of x86_64, arm64-4k, arm64-16k\n' "$BOW_KERNEL" >&2; exit 2 ;;
+esac
+
+# kernel_arch: the kernel's ARCH.
+kernel_arch() { case "$BOW_KERNEL" in x86_64) echo x86_64 ;; *) echo arm64 ;; esac; }
+# kernel_fragments: the config fragments merged on top of tinyconfig, in order.
+kernel_fragments() {
+    case "$BOW_KERNEL" in
+        x86_64) ls "$BOW_ROOT"/ci/kernel/*.config ;;
+        arm64-*) printf '%s\n' "$BOW_ROOT/ci/kernel/base.config" "$BOW_ROOT/ci/kernel/arm64/common.config" \
+                     "$BOW_ROOT/ci/kernel/arm64/${BOW_KERNEL#arm64-}.config" ;;
+    esac
+}
+# kernel_make_args: what every make against the kernel needs besides -C/O/M.
+kernel_make_args() { echo LLVM=1; [ "$(kernel_arch)" = x86_64 ] || echo ARCH="$(kernel_arch)"; }
+# kernel_image: the bootable image, relative to the build directory.
+kernel_image() { case "$BOW_KERNEL" in x86_64) echo arch/x86/boot/bzImage ;; *) echo arch/arm64/boot/Image ;; esac; }
+
 # Identifies one kernel build: the source version, the config fragments and
 # the toolchain that compiles Rust against it.
 kernel_key() {
     local h
     h=$( {
         kernel_version
-        cat "$BOW_ROOT"/ci/kernel/*.config
+        # shellcheck disable=SC2046 # one path per line, no spaces
+        cat $(kernel_fragments)
         rustc --version
         bindgen --version
         clang --version | head -1
@@ -40,7 +67,14 @@ kernel_key() {
 }
 
 kernel_src() { printf '%s/src-%s' "$BOW_CACHE" "$(kernel_version)"; }
-kernel_build() { printf '%s/kbuild-%s' "$BOW_CACHE" "$(kernel_key)"; }
+kernel_build() {
+    case "$BOW_KERNEL" in
+        x86_64) printf '%s/kbuild-%s' "$BOW_CACHE" "$(kernel_key)" ;;
+        *) printf '%s/kbuild-%s-%s' "$BOW_CACHE" "$BOW_KERNEL" "$(kernel_key)" ;;
+    esac
+}
+# vm_dir: where the VM's kernel, module, initramfs and last run live.
+vm_dir() { case "$BOW_KERNEL" in x86_64) echo "$BOW_ROOT/target/vm" ;; *) echo "$BOW_ROOT/target/vm-$BOW_KERNEL" ;; esac; }
 
 # expected_checks <scenario[:arg]>: the checks the VM scenario makes at least
 # when it runs to its end, from its "# checks: N" line (with an argument, from

@@ -12,6 +12,9 @@ DEB_PACKAGES=(
     linux-source-6.12 xz-utils
     # the VM and its userspace
     qemu-system-x86 busybox-static e2fsprogs xfsprogs dosfstools dmsetup fio
+    # the arm64 guests: the emulator, and debootstrap for their userspace
+    # (ci/build-arm64-userland.sh); `file` checks the static aarch64 bowctl
+    qemu-system-arm debootstrap file
     # host-side checks
     util-linux coreutils gzip
     # lint (ci/lint.sh): shellcheck; checkpatch.pl is perl; RST checks
@@ -26,7 +29,7 @@ DEB_PACKAGES=(
     checkpolicy secilc selinux-utils m4
 )
 RUST_COMPONENTS=(rust-src rustfmt clippy)
-RUST_TARGETS=(x86_64-unknown-linux-musl)
+RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 
 [ "$(id -u)" = 0 ] || die "ci/setup.sh must run as root (it installs Debian packages)"
 

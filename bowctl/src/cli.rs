@@ -145,7 +145,9 @@ pub enum Command {
         /// Android's vold does by default), or request a rollback (abort).
         #[arg(long, value_enum, default_value_t = OnLow::Commit)]
         on_low: OnLow,
-        /// After an abort, reboot the machine (into the rollback).
+        /// After an abort, reboot into the rollback through the init system
+        /// (sys.powerctl on Android, systemctl reboot under systemd, else
+        /// reboot), never reboot(2).
         #[arg(long)]
         reboot: bool,
         /// Seconds between checks.

@@ -10,3 +10,4 @@ pub mod disk;
 pub mod dm;
 pub mod error;
 pub mod lifecycle;
+pub mod platform;

@@ -11,6 +11,7 @@ use bowctl::disk::FileDisk;
 use bowctl::dm::{Control, Dev};
 use bowctl::error::{exit, Error};
 use bowctl::lifecycle::{self, Decision, Loaded, LogState, Record, Then};
+use bowctl::platform;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -482,6 +483,27 @@ pub fn checkpointing(target: Option<&str>, json: bool) -> Result<u8> {
     })
 }
 
+/// Asks the platform's init for an orderly reboot (`sys.powerctl` on
+/// Android, `systemctl reboot` under systemd, else `reboot`) and returns once
+/// it accepted the request; the shutdown then stops this process too.
+fn reboot_orderly() -> Result<()> {
+    let platform = platform::detect(Path::new("/"));
+    let mut cmd = platform::reboot_command(&platform);
+    let shown = format!("{cmd:?}");
+    eprintln!("bowctl: rebooting through the platform: {shown}");
+    let status = cmd
+        .status()
+        .map_err(|e| Error::io(format!("reboot: could not run {shown}"), e))?;
+    if !status.success() {
+        return Err(Error::io(
+            format!("reboot: {shown} failed ({status})"),
+            std::io::Error::other("the init system refused the reboot"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Options of `health`.
 pub struct HealthArgs<'a> {
     pub target: Option<&'a str>,
@@ -541,12 +563,7 @@ pub fn health(record: &Path, h: &HealthArgs<'_>, json: bool) -> Result<u8> {
                         println!("bowctl: {low}: rollback requested for the next boot");
                     }
                     if h.reboot {
-                        // SAFETY: sync and reboot take no pointers.
-                        unsafe {
-                            libc::sync();
-                            libc::reboot(libc::RB_AUTOBOOT);
-                        }
-                        return Err(Error::io("reboot", std::io::Error::last_os_error()).into());
+                        reboot_orderly()?;
                     }
                 }
             }

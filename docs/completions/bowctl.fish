@@ -79,7 +79,7 @@ complete -c bowctl -n "__fish_bowctl_using_subcommand health" -l on-low -d 'What
 abort\t'Request a rollback at the next boot'"
 complete -c bowctl -n "__fish_bowctl_using_subcommand health" -l interval -d 'Seconds between checks' -r
 complete -c bowctl -n "__fish_bowctl_using_subcommand health" -l record -d 'The update record: a file on a partition of its own, outside the protected device' -r -F
-complete -c bowctl -n "__fish_bowctl_using_subcommand health" -l reboot -d 'After an abort, reboot the machine (into the rollback)'
+complete -c bowctl -n "__fish_bowctl_using_subcommand health" -l reboot -d 'After an abort, reboot into the rollback through the init system (sys.powerctl on Android, systemctl reboot under systemd, else reboot), never reboot(2)'
 complete -c bowctl -n "__fish_bowctl_using_subcommand health" -l once -d 'Check once and exit'
 complete -c bowctl -n "__fish_bowctl_using_subcommand health" -l json -d 'Print machine-readable JSON on stdout instead of text'
 complete -c bowctl -n "__fish_bowctl_using_subcommand health" -s h -l help -d 'Print help (see more with \'--help\')'

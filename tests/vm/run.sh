@@ -55,7 +55,10 @@ for s in "${scenarios[@]}"; do
     fi
 done
 
-vm=$BOW_ROOT/target/vm
+# BOW_KERNEL (ci/lib.sh) picks the kernel: x86_64 (default) or arm64-4k,
+# arm64-16k under qemu-system-aarch64 (run in target/vm-<kernel>/).
+vm=$(vm_dir)
+image=$(basename "$(kernel_image)")
 mkdir -p "$vm"
 # Results of an earlier run must never be counted for this one: clear them
 # before anything can fail, and drop the artifacts a build replaces, so a
@@ -63,17 +66,24 @@ mkdir -p "$vm"
 run=$vm/last
 rm -rf "$run"
 if [ "$build" = 1 ]; then
-    rm -f "$vm/bzImage" "$vm/dm-bow.ko" "$vm/bowctl" "$vm/initramfs.cpio.gz"
+    rm -f "$vm/$image" "$vm/dm-bow.ko" "$vm/bowctl" "$vm/initramfs.cpio.gz"
     kb=$(bash "$BOW_ROOT/ci/build-kernel.sh")
     ko=$(bash "$BOW_ROOT/ci/build-module.sh")
-    bowctl=$(bash "$BOW_ROOT/ci/build-bowctl.sh")
-    cp "$kb/arch/x86/boot/bzImage" "$vm/bzImage"
+    if [ "$(kernel_arch)" = x86_64 ]; then
+        bowctl=$(bash "$BOW_ROOT/ci/build-bowctl.sh")
+    else
+        bowctl=$(bash "$BOW_ROOT/ci/build-bowctl-aarch64.sh")
+    fi
+    cp "$kb/$(kernel_image)" "$vm/$image"
     cp "$ko" "$vm/dm-bow.ko"
     cp "$bowctl" "$vm/bowctl"
 fi
-[ -f "$vm/bzImage" ] && [ -f "$vm/dm-bow.ko" ] || die "nothing built yet (run without --no-build)"
+[ -f "$vm/$image" ] && [ -f "$vm/dm-bow.ko" ] || die "nothing built yet (run without --no-build)"
 # The initramfs is cheap: always rebuilt, so scenario edits are picked up.
-bash "$BOW_ROOT/ci/build-initramfs.sh" "$vm/dm-bow.ko" "$vm/bowctl" "$vm/initramfs.cpio.gz"
+# An arm64 guest gets Debian's arm64 binaries of the same tools.
+userland=""
+[ "$(kernel_arch)" = x86_64 ] || userland=$(bash "$BOW_ROOT/ci/build-arm64-userland.sh")
+bash "$BOW_ROOT/ci/build-initramfs.sh" "$vm/dm-bow.ko" "$vm/bowctl" "$vm/initramfs.cpio.gz" ${userland:+"$userland"}
 
 mkdir -p "$run"
 drives=()
@@ -107,11 +117,18 @@ done
 list=$(IFS=,; echo "${scenarios[*]}")
 
 console=$run/console.log
-log "booting the VM for: ${scenarios[*]} (console: $console)"
-qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1536 \
+log "booting the $BOW_KERNEL VM for: ${scenarios[*]} (console: $console)"
+if [ "$(kernel_arch)" = x86_64 ]; then
+    machine=(qemu-system-x86_64 -accel tcg -cpu max) tty=ttyS0
+else
+    # pauth-impdef: the cheap pointer-authentication algorithm (QARMA is slow
+    # to emulate); the guest sees the same feature.
+    machine=(qemu-system-aarch64 -accel tcg -M virt -cpu "max,pauth-impdef=on") tty=ttyAMA0
+fi
+"${machine[@]}" -smp 2 -m 1536 \
     -nographic -no-reboot -monitor none -serial "file:$console" \
-    -kernel "$vm/bzImage" -initrd "$vm/initramfs.cpio.gz" \
-    -append "console=ttyS0 panic=-1 oops=panic loglevel=7 bow.run=$list bow.seed=${BOW_CRASH_SEED:-1}" \
+    -kernel "$vm/$image" -initrd "$vm/initramfs.cpio.gz" \
+    -append "console=$tty panic=-1 oops=panic loglevel=7 bow.run=$list bow.seed=${BOW_CRASH_SEED:-1}" \
     "${drives[@]}" </dev/null >"$run/qemu.out" 2>&1 &
 qpid=$!
 
@@ -166,6 +183,9 @@ splats=$(grep -a -E "$splat_re" "$console" || true)
 
 results=$run/results.tsv
 : > "$results"
+# Another kernel's results carry its name: "arm64-16k basic".
+tag=""
+[ "$BOW_KERNEL" = x86_64 ] || tag="$BOW_KERNEL "
 status=0
 for s in "${scenarios[@]}"; do
     rc=$(grep -a -o "BOW-SCENARIO-END $s rc=[0-9]*" "$console" | tail -1 | sed 's/.*rc=//' || true)
@@ -191,7 +211,7 @@ for s in "${scenarios[@]}"; do
         printf 'check\t%s: made only %s of its %s checks\tfail\n' "$s" "$made" "$want" >> "$results"
         r=fail status=1
     fi
-    echo "$(tr a-z A-Z <<<"$r"): scenario $s (rc=$rc${secs:+, $secs s of ${limit[$s]} s})"
+    echo "$(tr a-z A-Z <<<"$r"): scenario $tag$s (rc=$rc${secs:+, $secs s of ${limit[$s]} s})"
     tr -d '\r' < "$console" | sed -n "/^BOW-SCENARIO-START $s\$/,/^BOW-SCENARIO-END $s /p" | grep -a "BOW-CHECK FAIL" \
         | sed 's/^/    /' | head -50 || true
 done
@@ -221,7 +241,7 @@ if [ $((kpass + kfail + kskip)) = 0 ]; then
     printf 'kunit\tKTAP results in the console\tfail\n' >> "$results"
     status=1
 fi
-echo "KUnit: $kpass passed, $kfail failed, $kskip skipped (each case once)"
+echo "${tag}KUnit: $kpass passed, $kfail failed, $kskip skipped (each case once)"
 
 if [ -n "$timed_out" ]; then
     echo "FAIL: timeout in $timed_out"
@@ -235,6 +255,9 @@ if [ -n "$splats" ]; then
     status=1
 else
     printf 'vm\tconsole-clean\tpass\n' >> "$results"
+fi
+if [ -n "$tag" ]; then
+    awk -F'\t' -v OFS='\t' -v tag="$tag" '{ $2 = tag $2; print }' "$results" > "$results.tmp" && mv "$results.tmp" "$results"
 fi
 # disk4 holds the crash recordings, which tests/crash/run.sh reads afterwards.
 [ "$keep" = 1 ] || rm -f "$run"/disk[1235].img
