@@ -67,7 +67,7 @@ copy_bin() {
     done
 }
 for b in dmsetup mke2fs e2fsck dumpe2fs debugfs tune2fs mkfs.xfs xfs_repair xfs_db xfs_io \
-         mkfs.fat fsck.fat fio blkdiscard fstrim fsfreeze cmp dd; do
+         mkfs.fat fsck.fat fio blkdiscard fstrim fsfreeze cmp dd getconf; do
     copy_bin "$b"
 done
 ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"

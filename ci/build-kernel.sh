@@ -14,6 +14,11 @@ if [ -f "$out/.bow-done" ]; then
     exit 0
 fi
 
+# The test command builds the arm64 kernels while the x86_64 one builds:
+# one extraction at a time.
+mkdir -p "$BOW_CACHE"
+exec 9> "$BOW_CACHE/extract.lock"
+flock 9
 if [ ! -f "$src/.bow-extracted" ]; then
     log "extracting linux-source $(kernel_version) into $src"
     rm -rf "$src" "$src.tmp"
@@ -22,6 +27,8 @@ if [ ! -f "$src/.bow-extracted" ]; then
     mv "$src.tmp" "$src"
     touch "$src/.bow-extracted"
 fi
+flock -u 9
+exec 9>&-
 
 log "building the $BOW_KERNEL kernel into $out (a cold build takes several minutes)"
 rm -rf "$out"

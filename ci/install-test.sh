@@ -96,6 +96,9 @@ if command -v dkms > /dev/null; then
         nice dkms build "${d[@]}" -m dm-bow -v 1.0.0 -k "$rel" --kernelsourcedir "$kb"
     ko=$(find "$tmp/dkms/dm-bow/1.0.0/$rel" -name 'dm-bow.ko*' 2>/dev/null | head -1)
     check "dkms built dm-bow.ko for $rel" vermagic_ok "${ko:-none}"
+    if [ "$(kernel_arch)" = arm64 ]; then
+        check "dkms built an arm64 object" sh -c "file -b '${ko:-none}' | grep -q 'ARM aarch64'"
+    fi
 fi
 
 p=$(grep -c $'\tpass$' "$results" || true)

@@ -71,12 +71,19 @@ add_tsv() {
 ARM64_KERNELS=(arm64-4k arm64-16k)
 ARM64_SCENARIOS=(basic raw tester2018 edge filesystems "live:$ARM64_LIVE_ROUNDS")
 arm64_log=$BOW_ROOT/target/arm64-guests.log
-for k in "${ARM64_KERNELS[@]}"; do rm -f "$BOW_ROOT/target/arm64-$k.status"; done
+for k in "${ARM64_KERNELS[@]}"; do
+    rm -rf "$BOW_ROOT/target/arm64-$k.status" "$BOW_ROOT/target/install-$k.status" "$BOW_ROOT/target/install-$k"
+done
 (
     for k in "${ARM64_KERNELS[@]}"; do
         log "VM scenarios on $k: ${ARM64_SCENARIOS[*]}"
         if BOW_KERNEL=$k bash tests/vm/run.sh "${ARM64_SCENARIOS[@]}"; then st=0; else st=$?; fi
         echo "$st" > "$BOW_ROOT/target/arm64-$k.status"
+        # The install path against this kernel's tree: make, make install
+        # and DKMS cross-building for arm64.
+        log "install: make, make install, DKMS against the $k tree"
+        if BOW_KERNEL=$k bash ci/install-test.sh; then st=0; else st=$?; fi
+        echo "$st" > "$BOW_ROOT/target/install-$k.status"
     done
 ) > "$arm64_log" 2>&1 &
 arm64_pid=$!
@@ -130,6 +137,8 @@ cat "$arm64_log"
 for k in "${ARM64_KERNELS[@]}"; do
     a_status=$(cat "$BOW_ROOT/target/arm64-$k.status" 2>/dev/null || echo "none")
     add_tsv "$k VM run" "$BOW_ROOT/target/vm-$k/last/results.tsv" "$a_status"
+    i_status=$(cat "$BOW_ROOT/target/install-$k.status" 2>/dev/null || echo "none")
+    add_tsv "$k install test" "$BOW_ROOT/target/install-$k/results.tsv" "$i_status"
 done
 
 # --- crash campaign (host half) ---------------------------------------------

@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
-# checks: 47
+# checks: 48
 # Edge cases of the map path:
 #   0. reads in state 0 pass through and leave free space free;
 #   1. held bios: map()'s non-sleeping allocations are made to fail (the
@@ -57,21 +57,37 @@ below_matches() {
     done
     return $bad
 }
+# With pages larger than 4 KiB (arm64 16K), some of these O_DIRECT writes
+# never reach bow as 4 KiB bios: for a task whose non-sleeping allocations
+# fail, blkdev_write_iter fell back to a buffered write, and the page cache
+# wrote the whole 16 KiB page (seen in failslab's stack traces). bow then
+# rightly uses every block of that page; the accounting is checked against
+# what reached it.
+PAGE=$(getconf PAGESIZE)
 free0=$(cat "$(bow_sysfs held)"/free)
 h0=$(status_field held held)
+w0=$(sectors_written "${D#/dev/}")
 check "held: 40 writes into free space in state 0, none failed" spread 8200 40 7
+wb=$(( ($(sectors_written "${D#/dev/}") - w0) * 512 ))
 h1=$(status_field held held)
-echo "held in state 0: $((h1 - h0))"
+echo "held in state 0: $((h1 - h0)); bytes written to bow: $wb (page size $PAGE)"
 check "held: some bios were held for want of memory ($((h1 - h0)))" [ $((h1 - h0)) -gt 0 ]
 check "held: the data reached the disk below" below_matches 8200 40 7
-eq "held: the written blocks are used again" $((free0 - 40 * 4096)) "$(cat "$(bow_sysfs held)"/free)"
+check "held: every write reached bow, whole pages at most ($wb bytes)" \
+    [ "$wb" -ge $((40 * 4096)) -a "$wb" -le $((40 * PAGE)) ]
+eq "held: the written blocks are used again" $((free0 - wb)) "$(cat "$(bow_sysfs held)"/free)"
 check "held: checkpoint" dmsetup message held 0 checkpoint
 h1=$(status_field held held)
 check "held: 40 writes into free-at-checkpoint space in state 1" spread 12000 40 5
 check "held: 40 first overwrites in state 1" spread 100 40 3
 h2=$(status_field held held)
 echo "held in state 1: $((h2 - h1))"
-check "held: bios held in state 1 ($((h2 - h1)))" [ $((h2 - h1)) -ge 40 ]
+# Of the 80 writes at least half are held with 4 KiB pages; with larger
+# pages some go through the page cache instead (above), and some must still
+# be held.
+want_held=40
+[ "$PAGE" = 4096 ] || want_held=1
+check "held: bios held in state 1 ($((h2 - h1)), at least $want_held)" [ $((h2 - h1)) -ge $want_held ]
 check "held: free-space data below" below_matches 12000 40 5
 check "held: first-overwrite data below" below_matches 100 40 3
 eq "held: no write failed" "" "$(cat /tmp/held.err)"
