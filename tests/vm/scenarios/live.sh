@@ -1,7 +1,7 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 2100
 # checks: 540
-# checks 6: 162
+# checks 6: 165
 # State changes on a live, busy filesystem, as Android's vold makes them:
 # FITRIM on the mounted filesystem, then `1` into sysfs (or the checkpoint
 # message) and, three seconds later, `2` (or the commit message), while
