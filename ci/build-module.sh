@@ -16,9 +16,7 @@ if [ "$BOW_KERNEL" != x86_64 ]; then
     mkdir -p "$src"
     # Sources only (no objects of the checkout's build); -u -p keep an
     # unchanged file's time, so make rebuilds only what changed.
-    (cd "$BOW_ROOT" && find Kbuild Makefile dm-bow bow-core/src -type f \
-        \( -name Kbuild -o -name Makefile -o -name '*.rs' -o -name '*.c' -o -name '*.h' \) \
-        ! -name bindings_generated.rs ! -name '*.mod.c' -print0 | xargs -0 cp -u -p --parents -t "$src")
+    module_sources | (cd "$BOW_ROOT" && xargs cp -u -p --parents -t "$src")
 fi
 log "building dm-bow.ko against $kb"
 out=$src/target/module.log

@@ -46,11 +46,13 @@ fails_with() {
 }
 # vermagic_ok <ko>: the module was built for the test kernel.
 vermagic_ok() { [ -f "$1" ] && modinfo -F vermagic "$1" | grep -q "^$rel "; }
+# is_aarch64 <file>: an arm64 object.
+is_aarch64() { [ -f "$1" ] && file -b "$1" | grep -q 'ARM aarch64'; }
 
 # The files a source package ships.
 src=$tmp/src/dm-bow-1.0.0
 mkdir -p "$src"
-(cd "$BOW_ROOT" && git ls-files Kbuild Makefile dkms.conf LICENSE dm-bow bow-core/src | grep -v '^dm-bow/bindings_generated.rs$' | cpio -pdm --quiet "$src")
+module_sources | (cd "$BOW_ROOT" && cpio -pdm --quiet "$src")
 grep -q '^BUILT_MODULE_NAME\[0\]="dm-bow"' "$src/dkms.conf" || die "dkms.conf not in the shipped files"
 
 log "install: make against $kb ($rel)"
@@ -60,7 +62,7 @@ check "make KDIR=<test kernel> builds dm-bow.ko" nice make -C "$build" KDIR="$kb
 check "the module is built for the kernel it was given ($rel)" vermagic_ok "$build/dm-bow/dm-bow.ko"
 if [ "$(kernel_arch)" = arm64 ]; then
     check "the module is an arm64 object (cross-compiled, ARCH from the tree)" \
-        sh -c "file -b '$build/dm-bow/dm-bow.ko' | grep -q 'ARM aarch64'"
+        is_aarch64 "$build/dm-bow/dm-bow.ko"
 fi
 check "make install puts it in updates/" \
     nice make -C "$build" KDIR="$kb" INSTALL_MOD_PATH="$tmp/root" DEPMOD=true install
@@ -97,7 +99,7 @@ if command -v dkms > /dev/null; then
     ko=$(find "$tmp/dkms/dm-bow/1.0.0/$rel" -name 'dm-bow.ko*' 2>/dev/null | head -1)
     check "dkms built dm-bow.ko for $rel" vermagic_ok "${ko:-none}"
     if [ "$(kernel_arch)" = arm64 ]; then
-        check "dkms built an arm64 object" sh -c "file -b '${ko:-none}' | grep -q 'ARM aarch64'"
+        check "dkms built an arm64 object" is_aarch64 "${ko:-none}"
     fi
 fi
 

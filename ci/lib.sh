@@ -73,6 +73,11 @@ kernel_build() {
         *) printf '%s/kbuild-%s-%s' "$BOW_CACHE" "$BOW_KERNEL" "$(kernel_key)" ;;
     esac
 }
+# module_sources: the files a source package of the module ships (tracked
+# files only, one per line, relative to $BOW_ROOT).
+module_sources() {
+    git -C "$BOW_ROOT" ls-files Kbuild Makefile dkms.conf LICENSE dm-bow bow-core/src | grep -v '^dm-bow/bindings_generated.rs$'
+}
 # vm_dir: where the VM's kernel, module, initramfs and last run live.
 vm_dir() { case "$BOW_KERNEL" in x86_64) echo "$BOW_ROOT/target/vm" ;; *) echo "$BOW_ROOT/target/vm-$BOW_KERNEL" ;; esac; }
 
