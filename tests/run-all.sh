@@ -8,13 +8,16 @@
 #      against the test kernel's tree (ci/install-test.sh: make, make
 #      install, DKMS, and the errors without CONFIG_RUST or LLVM)
 #   2. kernel: builds the test kernel (cached) and the module
-#   3. VM: boots it once with every scenario; KUnit runs when the module loads
+#   3. VM: every scenario, split between two x86_64 guests that run at once;
+#      KUnit runs when the module loads
 #   3b. arm64: the same module on arm64 kernels with 4 KiB and 16 KiB pages,
 #      a subset of the scenarios in each
 #   4. crash campaign: the host replays the crash states the `crash` scenario
-#      recorded (tests/crash/run.sh); each case and phase counts as one check
+#      recorded (tests/crash/run.sh), once the first guest is done; each case
+#      and phase counts as one check
 #   5. update lifecycle: six boots of one VM, two ending in a power cut
-#      (tests/vm/update.sh); each check of each boot counts
+#      (tests/vm/update.sh), after the second guest; each check of each boot
+#      counts
 #   6. xfstests, when XFSTESTS_SRC names a checkout (tests/xfstests/run.sh,
 #      docs/xfstests.md): the curated list, then the dm-log-writes list;
 #      otherwise reported as not run, never as passed
@@ -122,29 +125,47 @@ if bash ci/build-kernel.sh > /dev/null && bash ci/install-test.sh; then inst_sta
 add_tsv "install test" "$BOW_ROOT/target/install/results.tsv" "$inst_status"
 
 # --- VM tests --------------------------------------------------------------
-# Scenarios marked "# multiboot" need several boots; step 5 runs them.
-# Those marked "# manual" are measurements too long for the test command
-# (docs/testing.md says how to run them).
+# Scenarios marked "# multiboot" need several boots; the update lifecycle
+# below runs them. Those marked "# manual" are measurements too long for the
+# test command (docs/testing.md says how to run them).
+# A TCG guest keeps about one host core busy, so the scenarios run in two
+# x86_64 guests at once (target/vm/vm1, target/vm/vm2), split by their time
+# limits (each scenario's "# timeout:" line stands for its cost): longest
+# first, each to the guest with less so far. The guest with `crash` goes on
+# to the host's replay of its recordings, the other to the update lifecycle.
 mapfile -t scenarios < <(cd tests/vm/scenarios && grep -L -e '^# multiboot' -e '^# manual' -- *.sh | sed 's/\.sh$//')
-log "VM scenarios: ${scenarios[*]}"
-if bash tests/vm/run.sh "${scenarios[@]}"; then vm_status=0; else vm_status=$?; fi
-add_tsv "VM run" "$BOW_ROOT/target/vm/last/results.tsv" "$vm_status"
-
-# --- arm64 guests (collected) --------------------------------------------------
-log "waiting for the arm64 guests (started after the setup; log: $arm64_log)"
-wait "$arm64_pid" || true
-cat "$arm64_log"
-for k in "${ARM64_KERNELS[@]}"; do
-    a_status=$(cat "$BOW_ROOT/target/arm64-$k.status" 2>/dev/null || echo "none")
-    add_tsv "$k VM run" "$BOW_ROOT/target/vm-$k/last/results.tsv" "$a_status"
-    i_status=$(cat "$BOW_ROOT/target/install-$k.status" 2>/dev/null || echo "none")
-    add_tsv "$k install test" "$BOW_ROOT/target/install-$k/results.tsv" "$i_status"
-done
+vm1=() vm2=() w1=0 w2=0
+while read -r _ t s; do
+    if [ "$w1" -le "$w2" ]; then vm1+=("$s") w1=$((w1 + t)); else vm2+=("$s") w2=$((w2 + t)); fi
+done < <(for s in "${scenarios[@]}"; do
+             t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "tests/vm/scenarios/$s.sh" | head -1)
+             # crash first, so it lands in vm1, whose disk the replay reads.
+             [ "$s" = crash ] && r=0 || r=1
+             echo "$r ${t:-300} $s"
+         done | sort -k1,1n -k2,2nr -k3,3)
+log "VM: building the kernel, the module and bowctl for the x86_64 guests"
+if bash tests/vm/run.sh --build-only; then vm_build=0; else vm_build=$?; fi
+vm2_log=$BOW_ROOT/target/vm-guest2.log
+rm -f "$BOW_ROOT/target/vm2.status" "$BOW_ROOT/target/update.status"
+log "VM scenarios, second guest (log: $vm2_log): ${vm2[*]}, then the update lifecycle"
+(
+    if bash tests/vm/run.sh --no-build --name vm2 "${vm2[@]}"; then st=0; else st=$?; fi
+    echo "$st" > "$BOW_ROOT/target/vm2.status"
+    # The update lifecycle: six boots of one VM (target/vm/last), two
+    # ending in a power cut.
+    log "update lifecycle: six boots of one VM"
+    if bash tests/vm/update.sh --no-build; then st=0; else st=$?; fi
+    echo "$st" > "$BOW_ROOT/target/update.status"
+) > "$vm2_log" 2>&1 &
+vm2_pid=$!
+log "VM scenarios, first guest: ${vm1[*]}"
+if [ "$vm_build" = 0 ] && bash tests/vm/run.sh --no-build --name vm1 "${vm1[@]}"; then vm1_status=0; else vm1_status=$?; fi
+add_tsv "VM run (first guest)" "$BOW_ROOT/target/vm/vm1/results.tsv" "$vm1_status"
 
 # --- crash campaign (host half) ---------------------------------------------
-log "crash campaign: replaying the recorded crash states"
+log "crash campaign: replaying the crash states recorded in the first guest"
 crash_out=$BOW_ROOT/target/crash-run.log
-if bash tests/crash/run.sh > "$crash_out" 2>&1; then crash_status=0; else crash_status=$?; fi
+if BOW_CRASH_IMG=$BOW_ROOT/target/vm/vm1/disk4.img bash tests/crash/run.sh > "$crash_out" 2>&1; then crash_status=0; else crash_status=$?; fi
 grep -v -e '^==>' -e '^crash-rows:' "$crash_out" || true
 read -r rows bad < <(sed -n 's/^crash-rows: //p' "$crash_out") || true
 rows=${rows:-0} bad=${bad:-0}
@@ -157,10 +178,23 @@ if [ "$crash_status" != 0 ] && [ "$bad" = 0 ]; then
     failed=$((failed + 1))
 fi
 
-# --- update lifecycle across boots ------------------------------------------
-log "update lifecycle: six boots of one VM"
-if bash tests/vm/update.sh --no-build; then up_status=0; else up_status=$?; fi
-add_tsv "update lifecycle" "$BOW_ROOT/target/vm/update/results.tsv" "$up_status"
+# --- second guest and update lifecycle (collected) -------------------------------
+log "waiting for the second x86_64 guest and the update lifecycle (log: $vm2_log)"
+wait "$vm2_pid" || true
+cat "$vm2_log"
+add_tsv "VM run (second guest)" "$BOW_ROOT/target/vm/vm2/results.tsv" "$(cat "$BOW_ROOT/target/vm2.status" 2>/dev/null || echo none)"
+add_tsv "update lifecycle" "$BOW_ROOT/target/vm/update/results.tsv" "$(cat "$BOW_ROOT/target/update.status" 2>/dev/null || echo none)"
+
+# --- arm64 guests (collected) --------------------------------------------------
+log "waiting for the arm64 guests (started after the setup; log: $arm64_log)"
+wait "$arm64_pid" || true
+cat "$arm64_log"
+for k in "${ARM64_KERNELS[@]}"; do
+    a_status=$(cat "$BOW_ROOT/target/arm64-$k.status" 2>/dev/null || echo "none")
+    add_tsv "$k VM run" "$BOW_ROOT/target/vm-$k/last/results.tsv" "$a_status"
+    i_status=$(cat "$BOW_ROOT/target/install-$k.status" 2>/dev/null || echo "none")
+    add_tsv "$k install test" "$BOW_ROOT/target/install-$k/results.tsv" "$i_status"
+done
 
 # --- xfstests (only with a checkout) ----------------------------------------
 if [ -n "${XFSTESTS_SRC:-}" ] && [ -f "$XFSTESTS_SRC/check" ]; then

@@ -3,8 +3,12 @@
 # named guest scenarios in one boot.
 #
 # usage: tests/vm/run.sh [--no-build (reuse the last kernel, module and bowctl)] [--disk-mib N] [--keep]
-#                        [--disks DIR] SCENARIO[:ARG]...
+#                        [--disks DIR] [--name NAME] SCENARIO[:ARG]...
+#        tests/vm/run.sh --build-only
 #
+# --name NAME keeps this run in target/vm/NAME instead of target/vm/last, so
+# several guests can run at once (build first with --build-only, then start
+# each with --no-build and its own name).
 # --disks DIR keeps the disk images in DIR and reuses them on the next run,
 # so a sequence of runs is a sequence of boots of one machine. SCENARIO:ARG
 # runs the scenario with ARG as its first argument. A scenario that exits
@@ -26,15 +30,17 @@ set -euo pipefail
 orig_args=("$@")
 . "$(dirname "$0")/../../ci/lib.sh"
 
-build=1 disk_mib=512 big_mib=1024 keep=0 disks=""
+build=1 build_only=0 disk_mib=512 big_mib=1024 keep=0 disks="" name=last
 scenarios=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
+        --build-only) build_only=1 ;;
+        --name) name=$2; shift ;;
         --disk-mib) disk_mib=$2; shift ;;
         --keep) keep=1 ;;
         --disks) disks=$2; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
         *) scenarios+=("$1") ;;
     esac
@@ -42,7 +48,8 @@ while [ $# -gt 0 ]; do
 done
 
 available() { (cd "$BOW_ROOT/tests/vm/scenarios" && ls -- *.sh | sed 's/\.sh$//'); }
-if [ ${#scenarios[@]} -eq 0 ]; then
+case "$name" in ""|*/*|.*) echo "bad --name '$name'" >&2; exit 2 ;; esac
+if [ ${#scenarios[@]} -eq 0 ] && [ "$build_only" = 0 ]; then
     echo "usage: tests/vm/run.sh [options] SCENARIO...; available scenarios:" >&2
     available | sed 's/^/  /' >&2
     exit 2
@@ -63,10 +70,10 @@ mkdir -p "$vm"
 # Results of an earlier run must never be counted for this one: clear them
 # before anything can fail, and drop the artifacts a build replaces, so a
 # failed build leaves nothing stale to boot or to replay.
-run=$vm/last
-rm -rf "$run"
+run=$vm/$name
+[ "$build_only" = 1 ] || rm -rf "$run"
 if [ "$build" = 1 ]; then
-    rm -f "$vm/$image" "$vm/dm-bow.ko" "$vm/bowctl" "$vm/initramfs.cpio.gz"
+    rm -f "$vm/$image" "$vm/dm-bow.ko" "$vm/bowctl"
     kb=$(bash "$BOW_ROOT/ci/build-kernel.sh")
     ko=$(bash "$BOW_ROOT/ci/build-module.sh")
     if [ "$(kernel_arch)" = x86_64 ]; then
@@ -79,13 +86,13 @@ if [ "$build" = 1 ]; then
     cp "$bowctl" "$vm/bowctl"
 fi
 [ -f "$vm/$image" ] && [ -f "$vm/dm-bow.ko" ] || die "nothing built yet (run without --no-build)"
+[ "$build_only" = 0 ] || exit 0
 # The initramfs is cheap: always rebuilt, so scenario edits are picked up.
 # An arm64 guest gets Debian's arm64 binaries of the same tools.
 userland=""
 [ "$(kernel_arch)" = x86_64 ] || userland=$(bash "$BOW_ROOT/ci/build-arm64-userland.sh")
-bash "$BOW_ROOT/ci/build-initramfs.sh" "$vm/dm-bow.ko" "$vm/bowctl" "$vm/initramfs.cpio.gz" ${userland:+"$userland"}
-
 mkdir -p "$run"
+bash "$BOW_ROOT/ci/build-initramfs.sh" "$vm/dm-bow.ko" "$vm/bowctl" "$run/initramfs.cpio.gz" ${userland:+"$userland"}
 drives=()
 [ -z "$disks" ] || mkdir -p "$disks"
 for i in 1 2 3 4; do
@@ -127,7 +134,7 @@ else
 fi
 "${machine[@]}" -smp 2 -m 1536 \
     -nographic -no-reboot -monitor none -serial "file:$console" \
-    -kernel "$vm/$image" -initrd "$vm/initramfs.cpio.gz" \
+    -kernel "$vm/$image" -initrd "$run/initramfs.cpio.gz" \
     -append "console=$tty panic=-1 oops=panic loglevel=7 bow.run=$list bow.seed=${BOW_CRASH_SEED:-1}" \
     "${drives[@]}" </dev/null >"$run/qemu.out" 2>&1 &
 qpid=$!
@@ -171,7 +178,7 @@ wait "$qpid" 2>/dev/null || true
 # of them in a row while another VM loaded the host.)
 tries=${BOW_VM_RETRIED:-0}
 if grep -aq '^BOW-EARLY-KERNEL-REPORT' "$console" && [ "$tries" -lt 2 ]; then
-    keep_log=$vm/early-boot-report-$(date +%Y%m%d-%H%M%S).log
+    keep_log=$vm/early-boot-report-$name-$(date +%Y%m%d-%H%M%S).log
     cp "$console" "$keep_log"
     echo "NOTE: the kernel reported a problem during early boot, before any test code ran (kept in $keep_log); booting once more" >&2
     BOW_VM_RETRIED=$((tries + 1)) exec bash "$0" --no-build "${orig_args[@]}"
@@ -243,18 +250,21 @@ if [ $((kpass + kfail + kskip)) = 0 ]; then
 fi
 echo "${tag}KUnit: $kpass passed, $kfail failed, $kskip skipped (each case once)"
 
+# A named run's own rows say which guest they are about.
+which=""
+[ "$name" = last ] || which=" ($name)"
 if [ -n "$timed_out" ]; then
     echo "FAIL: timeout in $timed_out"
-    printf 'vm\ttimeout\tfail\n' >> "$results"
+    printf 'vm\ttimeout%s\tfail\n' "$which" >> "$results"
     status=1
 fi
 if [ -n "$splats" ]; then
     echo "FAIL: the console shows kernel reports:"
     sed 's/^/    /' <<<"$splats" | head -20
-    printf 'vm\tconsole-clean\tfail\n' >> "$results"
+    printf 'vm\tconsole-clean%s\tfail\n' "$which" >> "$results"
     status=1
 else
-    printf 'vm\tconsole-clean\tpass\n' >> "$results"
+    printf 'vm\tconsole-clean%s\tpass\n' "$which" >> "$results"
 fi
 if [ -n "$tag" ]; then
     awk -F'\t' -v OFS='\t' -v tag="$tag" '{ $2 = tag $2; print }' "$results" > "$results.tmp" && mv "$results.tmp" "$results"
