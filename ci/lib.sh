@@ -97,3 +97,9 @@ expected_checks() {
     fi
     echo "${n:-0}"
 }
+
+# KERNEL_REPORT_RE: an extended regex for the kernel reports that fail a VM
+# run whatever its checks said (BUG, WARNING, Oops, KASAN, lockdep, hung
+# task, soft lockup, RCU stall, arm64's "Internal error").
+# shellcheck disable=SC2034 # used by the scripts that source this file
+KERNEL_REPORT_RE='BUG:|WARNING:|Oops|Kernel panic|KASAN|UBSAN|possible recursive locking|circular locking|lockdep is turned off|inconsistent lock state|blocked for more than|general protection fault|soft lockup|hard LOCKUP|rcu.*stall|Call [Tt]race:|Unable to handle|Internal error:'

@@ -10,7 +10,7 @@
 #   - docs: the docs stand on their own (no link or reference out of the
 #     repository) and the RST parses cleanly (ci/doclinks.py)
 #   - systemd-units: systemd-analyze verify of examples/systemd (the
-#     template with an instance), no warning
+#     template with an instance) and examples/rauc's unit, no warning
 # Each is one check: its line in target/lint/results.tsv is pass or fail, and
 # whatever it reported is printed. Exits non-zero if any failed.
 #
@@ -77,9 +77,10 @@ lint docs python3 ci/doclinks.py
 systemd_units() {
     local d st
     d=$(mktemp -d)
-    cp examples/systemd/*.service "$d/"
+    cp examples/systemd/*.service examples/rauc/*.service "$d/"
     cp "$d/bow-boot@.service" "$d/bow-boot@dev-vdb.service"
-    (cd "$d" && systemd-analyze verify --man=no ./bow-boot@dev-vdb.service ./bow-commit.service ./bow-health.service 2>&1)
+    (cd "$d" && systemd-analyze verify --man=no ./bow-boot@dev-vdb.service ./bow-commit.service ./bow-health.service \
+        ./rauc-mark-good.service 2>&1)
     st=$?
     rm -rf "$d"
     return $st

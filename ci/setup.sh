@@ -15,6 +15,9 @@ DEB_PACKAGES=(
     # the arm64 guests: the emulator, and debootstrap for their userspace
     # (ci/build-arm64-userland.sh); `file` checks the static aarch64 bowctl
     qemu-system-arm debootstrap file
+    # the systemd guest (tests/vm/systemd.sh): RAUC bundles are built and
+    # signed on the host; debugfs (e2fsprogs) reads its disks afterwards
+    rauc squashfs-tools openssl
     # host-side checks
     util-linux coreutils gzip
     # lint (ci/lint.sh): shellcheck; checkpatch.pl is perl; RST checks

@@ -185,7 +185,7 @@ if grep -aq '^BOW-EARLY-KERNEL-REPORT' "$console" && [ "$tries" -lt 2 ]; then
 fi
 
 # Kernel reports that fail the run whatever the scenarios said.
-splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN|UBSAN|possible recursive locking|circular locking|lockdep is turned off|inconsistent lock state|blocked for more than|general protection fault|soft lockup|hard LOCKUP|rcu.*stall|Call [Tt]race:|Unable to handle|Internal error:'
+splat_re=$KERNEL_REPORT_RE
 splats=$(grep -a -E "$splat_re" "$console" || true)
 
 results=$run/results.tsv

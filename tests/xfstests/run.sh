@@ -133,7 +133,7 @@ count() { awk -F'\t' -v p="xfstests $1" -v v="$2" 'index($2, p) == 1 && $2 ~ /\/
 count_notrun() { awk -F'\t' -v p="$1" 'index($1, p) == 1 { n++ } END { print n + 0 }' "$notrun_f"; }
 status=0
 declare -A verdict
-splat_re='BUG:|WARNING:|Oops|Kernel panic|KASAN|UBSAN|possible recursive locking|circular locking|lockdep is turned off|inconsistent lock state|blocked for more than|general protection fault|soft lockup|hard LOCKUP|rcu.*stall|Call Trace:|Unable to handle'
+splat_re=$KERNEL_REPORT_RE
 
 if [ "$collect_only" = 0 ]; then
 # --- builds: kernel and module, xfstests, root filesystem, image -------------
