@@ -143,6 +143,9 @@ row() { printf 'check\tsystemd boot %s: %s\t%s\n' "$1" "$2" "$3" >> "$results"; 
 want_checks() { sed -n "s/^# checks $1: *\([0-9]*\).*/\1/p" "$here/stage.sh" | head -1; }
 expect_slot=(- A B B A B B)
 extra=(- "" "" "" "" "bowtest.load=early" "")
+# Seconds a boot may take (BOW_SYSTEMD_BOOT_LIMIT, default 900); the stage
+# must have started within 4/9 of it.
+limit=${BOW_SYSTEMD_BOOT_LIMIT:-900}
 status=0 last=$boots
 for n in $(seq 1 "$boots"); do
     t0=$(date +%s)
@@ -185,10 +188,10 @@ for n in $(seq 1 "$boots"); do
         # or never ends it is stopped.
         if grep -aqE 'Freezing execution|Kernel panic - not syncing' "$console" 2>/dev/null; then
             how="the guest stopped: $(grep -aoE 'Freezing execution|Kernel panic - not syncing.*' "$console" | head -1)"
-        elif ! grep -aq "^BOW-STAGE-START $n" "$console" 2>/dev/null && [ $(( $(date +%s) - t0 )) -gt 400 ]; then
-            how="timeout (the stage did not start within 400 s)"
-        elif [ $(( $(date +%s) - t0 )) -gt 900 ]; then
-            how="timeout (900 s)"
+        elif ! grep -aq "^BOW-STAGE-START $n" "$console" 2>/dev/null && [ $(( $(date +%s) - t0 )) -gt $((limit * 4 / 9)) ]; then
+            how="timeout (the stage did not start within $((limit * 4 / 9)) s)"
+        elif [ $(( $(date +%s) - t0 )) -gt "$limit" ]; then
+            how="timeout ($limit s)"
         fi
         if [ -n "$how" ]; then
             kill -9 "$qpid" 2>/dev/null || true
