@@ -81,6 +81,15 @@ module_sources() {
 # vm_dir: where the VM's kernel, module, initramfs and last run live.
 vm_dir() { case "$BOW_KERNEL" in x86_64) echo "$BOW_ROOT/target/vm" ;; *) echo "$BOW_ROOT/target/vm-$BOW_KERNEL" ;; esac; }
 
+# scenario_limit <scenario[:arg]>: the VM scenario's time limit in seconds,
+# from its "# timeout: N" line, else 300. The test command also takes it for
+# the scenario's cost when it splits the scenarios between two guests.
+scenario_limit() {
+    local t
+    t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$BOW_ROOT/tests/vm/scenarios/${1%%:*}.sh" 2>/dev/null | head -1)
+    echo "${t:-300}"
+}
+
 # expected_checks <scenario[:arg]>: the checks the VM scenario makes at least
 # when it runs to its end, from its "# checks: N" line (with an argument, from
 # its "# checks <arg>: N" line); 0 when it names none (unknown: then a cut

@@ -140,10 +140,9 @@ vm1=() vm2=() w1=0 w2=0
 while read -r _ t s; do
     if [ "$w1" -le "$w2" ]; then vm1+=("$s") w1=$((w1 + t)); else vm2+=("$s") w2=$((w2 + t)); fi
 done < <(for s in "${scenarios[@]}"; do
-             t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "tests/vm/scenarios/$s.sh" | head -1)
              # crash first, so it lands in vm1, whose disk the replay reads.
              [ "$s" = crash ] && r=0 || r=1
-             echo "$r ${t:-300} $s"
+             echo "$r $(scenario_limit "$s") $s"
          done | sort -k1,1n -k2,2nr -k3,3)
 log "VM: building the kernel, the module and bowctl for the x86_64 guests"
 if bash tests/vm/run.sh --build-only; then vm_build=0; else vm_build=$?; fi

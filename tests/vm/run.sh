@@ -117,8 +117,7 @@ drives+=(-drive "file=$run/disk5.img,format=raw,if=none,id=d5" -device "virtio-b
 declare -A limit
 total=120
 for s in "${scenarios[@]}"; do
-    t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$BOW_ROOT/tests/vm/scenarios/${s%%:*}.sh" | head -1)
-    limit[$s]=${t:-300}
+    limit[$s]=$(scenario_limit "$s")
     total=$(( total + ${limit[$s]} ))
 done
 list=$(IFS=,; echo "${scenarios[*]}")
