@@ -22,6 +22,8 @@
 # references); vde the boot environment; vdf the bundles.
 #
 # usage: tests/vm/systemd.sh [--no-build] [--boots N (only the first N boots)]
+# BOW_SYSTEMD_APPEND: more kernel arguments, e.g. to see where a boot's time
+# goes: "loglevel=7 printk.devkmsg=on systemd.log_level=info systemd.log_target=kmsg".
 # Results: target/vm/systemd/results.tsv (check<TAB>systemd boot N: ...<TAB>pass|fail);
 # consoles in target/vm/systemd/boot<N>.console.log. Exit 0 when all passed.
 set -euo pipefail
@@ -172,7 +174,7 @@ for n in $(seq 1 "$boots"); do
     log "systemd guest: boot $n, slot $slot (console: $console)"
     qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m 1536 -nographic -no-reboot -monitor none \
         -serial "file:$console" -kernel "$vm/bzImage" \
-        -append "console=ttyS0 root=$root rw rootwait init=/lib/systemd/systemd rauc.slot=$slot bowtest.stage=$n ${extra[$n]} panic=-1 oops=panic loglevel=5 systemd.show_status=0" \
+        -append "console=ttyS0 root=$root rw rootwait init=/lib/systemd/systemd rauc.slot=$slot bowtest.stage=$n ${extra[$n]} panic=-1 oops=panic loglevel=5 systemd.show_status=0 ${BOW_SYSTEMD_APPEND:-}" \
         "${drives[@]}" </dev/null > "$out/boot$n.qemu.out" 2>&1 &
     qpid=$!
     how=""

@@ -98,19 +98,6 @@ start_load() {
 
 echo "BOW-STAGE-START $stage"
 rauc status 2>&1 | sed 's/^/    rauc: /'
-# Where this boot's time went (systemd-analyze waits for the end of the
-# boot, which this unit is part of): the slowest units, start to active.
-# shellcheck disable=SC2046 # one argument per unit
-systemctl show -p Id -p InactiveExitTimestampMonotonic -p ActiveEnterTimestampMonotonic \
-        $(systemctl list-units --all --no-legend --plain | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /\./) { print $i; break } }') 2>/dev/null \
-    | awk 'BEGIN { RS = ""; FS = "\n" }
-           { id = ""; a = 0; b = 0
-             for (i = 1; i <= NF; i++) { split($i, kv, "=")
-                 if (kv[1] == "Id") id = kv[2]
-                 else if (kv[1] == "InactiveExitTimestampMonotonic") a = kv[2] + 0
-                 else if (kv[1] == "ActiveEnterTimestampMonotonic") b = kv[2] + 0 }
-             if (a > 0 && b > a) printf "%d ms %s (active at %d s)\n", (b - a) / 1000, id, b / 1000000 }' \
-    | sort -rn | head -12 | sed 's/^/    boot: /'
 case "$stage" in
 1)
     booted_as A v1
