@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 300
-# checks: 33
+# checks: 35
 # The foundation scenario: the module loads (running its KUnit suite), good
 # tables are accepted and round-trip, every kind of bad table is refused with
 # its own message, state 0 passes I/O byte-exactly (checked below the target),
@@ -70,6 +70,22 @@ bad "fewer than 3 blocks" "0 16 bow $DISK 1 block_size:4096" "Device too small"
 bad "read-only table" "0 $LEN bow $DISK" "Device must be writable" --readonly
 bad "no such device" "0 $LEN bow /dev/nonexistent" "Device lookup failed"
 eq "no device left behind by bad tables" "" "$(dmsetup ls --target bow 2>/dev/null | grep -v 'No devices')"
+
+# The harness itself (tests/lib.sh): after check lines have gone to the
+# console, busybox's forked applets must not be line-buffered. A `head` that
+# has read one line of two must have written nothing yet; a line-buffered one
+# writes it at once, and every `yes | head` of the scenarios crawls.
+rm -f /tmp/lb.fifo /tmp/lb.out
+mkfifo /tmp/lb.fifo
+head -n 2 /tmp/lb.fifo > /tmp/lb.out &
+exec 7> /tmp/lb.fifo
+echo line1 >&7
+sleep 2
+mid=$(wc -c < /tmp/lb.out)
+exec 7>&-
+wait
+eq "harness: a forked applet's stdout stays fully buffered after check lines" 0 "$mid"
+eq "harness: and it writes everything when it ends" line1 "$(cat /tmp/lb.out)"
 
 check "rmmod dm_bow" rmmod dm_bow
 check "bow target gone after rmmod" sh -c 'dmsetup targets > /tmp/targets && grep -q "^linear " /tmp/targets && ! grep -q "^bow " /tmp/targets'
