@@ -10,8 +10,8 @@
 # and reads. Columns: IOPS, write amplification (sectors written below /
 # sectors written to the device), reads per write (sectors read below /
 # sectors written) and flushes per write (field 16 of /sys/block/*/stat,
-# below, / writes to the device); and where the time goes: CPU time of both
-# vCPUs (user, system, irq, softirq in /proc/stat) and context switches
+# below, / writes to the device); and where the time goes: CPU time of all
+# the guest's CPUs (user, system, irq, softirq in /proc/stat) and context switches
 # (ctxt), each per request to the device. Each row is printed as a
 # BOW-BENCH line.
 #
