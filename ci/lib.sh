@@ -82,12 +82,19 @@ module_sources() {
 vm_dir() { case "$BOW_KERNEL" in x86_64) echo "$BOW_ROOT/target/vm" ;; *) echo "$BOW_ROOT/target/vm-$BOW_KERNEL" ;; esac; }
 
 # scenario_limit <scenario[:arg]>: the VM scenario's time limit in seconds,
-# from its "# timeout: N" line, else 300. The test command also takes it for
-# the scenario's cost when it splits the scenarios between two guests.
+# from its "# timeout: N" line, else 300.
 scenario_limit() {
     local t
     t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$BOW_ROOT/tests/vm/scenarios/${1%%:*}.sh" 2>/dev/null | head -1)
     echo "${t:-300}"
+}
+# scenario_cost <scenario[:arg]>: what the scenario costs in seconds, for
+# splitting the scenarios between two guests: its "# cost: N" line (seconds
+# measured in a test command run, two guests at once), else its time limit.
+scenario_cost() {
+    local c
+    c=$(sed -n 's/^# cost: *\([0-9]*\).*/\1/p' "$BOW_ROOT/tests/vm/scenarios/${1%%:*}.sh" 2>/dev/null | head -1)
+    [ -n "$c" ] && echo "$c" || scenario_limit "$1"
 }
 
 # expected_checks <scenario[:arg]>: the checks the VM scenario makes at least

@@ -131,9 +131,9 @@ add_tsv "install test" "$BOW_ROOT/target/install/results.tsv" "$inst_status"
 # below runs them. Those marked "# manual" are measurements too long for the
 # test command (docs/testing.md says how to run them).
 # A TCG guest keeps about one host core busy, so the scenarios run in two
-# x86_64 guests at once (target/vm/vm1, target/vm/vm2), split by their time
-# limits (each scenario's "# timeout:" line stands for its cost): longest
-# first, each to the guest with less so far. The guest with `crash` goes on
+# x86_64 guests at once (target/vm/vm1, target/vm/vm2), split by their
+# measured costs (each scenario's "# cost:" line, else its time limit):
+# longest first, each to the guest with less so far. The guest with `crash` goes on
 # to the host's replay of its recordings, the other to the update lifecycle.
 mapfile -t scenarios < <(cd tests/vm/scenarios && grep -L -e '^# multiboot' -e '^# manual' -- *.sh | sed 's/\.sh$//')
 vm1=() vm2=() w1=0 w2=0
@@ -142,7 +142,7 @@ while read -r _ t s; do
 done < <(for s in "${scenarios[@]}"; do
              # crash first, so it lands in vm1, whose disk the replay reads.
              [ "$s" = crash ] && r=0 || r=1
-             echo "$r $(scenario_limit "$s") $s"
+             echo "$r $(scenario_cost "$s") $s"
          done | sort -k1,1n -k2,2nr -k3,3)
 log "VM: building the kernel, the module and bowctl for the x86_64 guests"
 if bash tests/vm/run.sh --build-only; then vm_build=0; else vm_build=$?; fi

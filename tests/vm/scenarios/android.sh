@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
+# cost: 37
 # checks: 35
 # Android's stock block-checkpoint flow, call for call, with I/O going. No
 # Android userspace runs here: each step is what the named function of

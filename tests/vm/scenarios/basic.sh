@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 300
+# cost: 21
 # checks: 35
 # The foundation scenario: the module loads (running its KUnit suite), good
 # tables are accepted and round-trip, every kind of bad table is refused with

@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 1500
+# cost: 105
 # checks: 34
 # dm-bow against dm-linear and a persistent dm-snapshot (4 KiB chunks, COW on
 # a second disk of the same kind), side by side in one boot, with the same

@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 400
+# cost: 88
 # checks: 31
 # Commit on ext4: checkpoint, change files, commit (by message); block 0 is
 # back in place on disk, the device below reads the same as through bow,

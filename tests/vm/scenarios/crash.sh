@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 3000
+# cost: 283
 # checks: 138
 # Records what bow sends to its disk for the crash campaign (spec 7, issue 5).
 # For each filesystem and workload: the disk as it was (base image), then

@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
+# cost: 317
 # checks: 48
 # Edge cases of the map path:
 #   0. reads in state 0 pass through and leave free space free;

@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 3000
+# cost: 1244
 # checks: 540
 # checks 6: 165
 # State changes on a live, busy filesystem, as Android's vold makes them:

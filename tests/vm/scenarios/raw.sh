@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
+# cost: 124
 # checks: 35
 # Raw-device behaviour with block_size:4096 on 32 MiB: exact free-space
 # accounting with merged discards, write amplification for each kind of

@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 300
+# cost: 4
 # checks: 17
 # The 2018 tester's report, exactly: a 64 MiB ext4 device under bow, mounted
 # read-only, fstrim, echo 1 > state. It crashed Android's prototype. Here the

@@ -1,5 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 600
+# cost: 180
 # checks: 15
 # Rollback of XFS when its newest metadata sits in space trimmed before the
 # checkpoint. The directory's blocks are allocated in trimmed space and
