@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 1200
-# cost: 600
+# cost: 437
 # checks: 71
 # bowctl on the real kernel: the whole cycle with bowctl alone (create,
 # checkpoint, status, commit, remove), every exit code a live device can

@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 600
-# cost: 90
+# cost: 58
 # checks: 37
 # The checkpoint round trip on ext4 (4 KiB blocks, block_size:4096):
 # state 0 records trims, checkpoint, first overwrites are backed up, removal

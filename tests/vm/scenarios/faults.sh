@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 400
-# cost: 55
+# cost: 34
 # checks: 20
 # Faults below the target in state 1 (issue 5): the disk under bow fails the
 # backup copy, the log write, or the user's own write. The error must reach

@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 1200
-# cost: 400
+# cost: 263
 # checks: 105
 # The checkpoint round trip (see roundtrip in lib.sh) on ext4 with 4 KiB and
 # 1 KiB blocks, xfs and vfat, with and without block_size:4096.

@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 900
-# cost: 450
+# cost: 138
 # checks: 88
 # The update lifecycle's corner cases in one boot (issue 6): bowctl start,
 # boot, commit, abort and health, through the example init scripts where an

@@ -1,6 +1,6 @@
 # shellcheck shell=dash # busybox ash runs it (ShellCheck has no ash dialect)
 # timeout: 300
-# cost: 18
+# cost: 15
 # checks: 22
 # A failed state change leaves the old state in force and reports a negative
 # errno: the disk under bow (a dm-linear) is switched to dm-error during the
