@@ -81,11 +81,17 @@ module_sources() {
 # vm_dir: where the VM's kernel, module, initramfs and last run live.
 vm_dir() { case "$BOW_KERNEL" in x86_64) echo "$BOW_ROOT/target/vm" ;; *) echo "$BOW_ROOT/target/vm-$BOW_KERNEL" ;; esac; }
 
+# scenario_header <scenario[:arg]> <key>: the number on the VM scenario's
+# first "# <key>: N" line, or nothing when it has none.
+scenario_header() {
+    sed -n "s/^# $2: *\([0-9]*\).*/\1/p" "$BOW_ROOT/tests/vm/scenarios/${1%%:*}.sh" 2>/dev/null | head -1
+}
+
 # scenario_limit <scenario[:arg]>: the VM scenario's time limit in seconds,
 # from its "# timeout: N" line, else 300.
 scenario_limit() {
     local t
-    t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$BOW_ROOT/tests/vm/scenarios/${1%%:*}.sh" 2>/dev/null | head -1)
+    t=$(scenario_header "$1" timeout)
     echo "${t:-300}"
 }
 # scenario_cost <scenario[:arg]>: what the scenario costs in seconds, for
@@ -93,7 +99,7 @@ scenario_limit() {
 # measured in a test command run, two guests at once), else its time limit.
 scenario_cost() {
     local c
-    c=$(sed -n 's/^# cost: *\([0-9]*\).*/\1/p' "$BOW_ROOT/tests/vm/scenarios/${1%%:*}.sh" 2>/dev/null | head -1)
+    c=$(scenario_header "$1" cost)
     [ -n "$c" ] && echo "$c" || scenario_limit "$1"
 }
 
@@ -103,13 +109,11 @@ scenario_cost() {
 # short scenario counts one check not run). A scenario cut short, or a boot
 # never made, is reported as that many checks not run.
 expected_checks() {
-    local name=${1%%:*} arg="" f n
-    [ "$name" != "$1" ] && arg=${1#*:}
-    f=$BOW_ROOT/tests/vm/scenarios/$name.sh
-    if [ -n "$arg" ]; then
-        n=$(sed -n "s/^# checks $arg: *\([0-9]*\).*/\1/p" "$f" 2>/dev/null | head -1)
+    local n
+    if [ "${1%%:*}" != "$1" ]; then
+        n=$(scenario_header "$1" "checks ${1#*:}")
     else
-        n=$(sed -n 's/^# checks: *\([0-9]*\).*/\1/p' "$f" 2>/dev/null | head -1)
+        n=$(scenario_header "$1" checks)
     fi
     echo "${n:-0}"
 }
