@@ -20,6 +20,8 @@ DEB_PACKAGES=(
     rauc squashfs-tools openssl
     # host-side checks
     util-linux coreutils gzip
+    # where a hung guest's vCPUs are (tests/vm/run.sh, through qemu's gdb stub)
+    gdb-multiarch
     # lint (ci/lint.sh): shellcheck; checkpatch.pl is perl; RST checks
     shellcheck perl python3 python3-docutils
     # lint: systemd-analyze verify of examples/systemd

@@ -135,8 +135,28 @@ fi
     -nographic -no-reboot -monitor none -serial "file:$console" \
     -kernel "$vm/$image" -initrd "$run/initramfs.cpio.gz" \
     -append "console=$tty panic=-1 oops=panic loglevel=7 bow.run=$list bow.seed=${BOW_CRASH_SEED:-1}" \
+    -gdb "unix:$run/gdb.sock,server=on,wait=off" \
     "${drives[@]}" </dev/null >"$run/qemu.out" 2>&1 &
 qpid=$!
+
+# hang_report: where each vCPU of a guest that stopped making progress is,
+# read through qemu's gdb stub with the kernel's symbols, into
+# $run/hang-report.txt and on stderr. A guest silent on its console with no
+# kernel report (no soft lockup, no hung task) is either spinning with
+# interrupts off or blocked where no detector looks; this tells which.
+hang_report() {
+    local gdb vmlinux
+    gdb=$(command -v gdb-multiarch || command -v gdb || true)
+    vmlinux=$(kernel_build)/vmlinux
+    [ -n "$gdb" ] && [ -S "$run/gdb.sock" ] || { echo "NOTE: no gdb or gdb stub: no hang report" >&2; return 0; }
+    [ -f "$vmlinux" ] || vmlinux=""
+    timeout 120 "$gdb" -batch -nx ${vmlinux:+"$vmlinux"} \
+        -ex "target remote $run/gdb.sock" -ex 'info threads' \
+        -ex 'thread apply all bt 40' -ex 'thread apply all info registers' \
+        > "$run/hang-report.txt" 2>&1 || true
+    echo "==> where the guest's vCPUs were (full report: $run/hang-report.txt):" >&2
+    grep -E '^(Thread|#[0-9])' "$run/hang-report.txt" | head -60 | sed 's/^/    /' >&2 || true
+}
 
 # Watchdog: kill the guest when a scenario (or the boot) overruns its limit.
 timed_out=""
@@ -159,6 +179,7 @@ while kill -0 "$qpid" 2>/dev/null; do
     fi
     if [ -n "$timed_out" ]; then
         echo "TIMEOUT: killing the guest: $timed_out" | tee -a "$console" >&2
+        hang_report
         kill "$qpid" 2>/dev/null || true
         sleep 1
         kill -9 "$qpid" 2>/dev/null || true

@@ -91,7 +91,17 @@ for R in 1 2; do
     eq "$L: state reads 1" 1 "$(cat $S/state)"
     # Files begun from here on were created after the checkpoint.
     cat $W/buf.start $W/dio.start > $W/begun
-    sleep 4
+    # Let the apps write on for 4 s and until each has begun a file since
+    # the checkpoint: a fixed sleep is not enough on a loaded host (CI once
+    # saw neither app begin a file within 4 s of the checkpoint).
+    nb=$(grep -c '^buf/' $W/begun) nd=$(grep -c '^dio/' $W/begun) t=0
+    while [ $t -lt 300 ]; do
+        [ $t -ge 4 ] && [ "$(wc -l < $W/buf.start)" -gt "$nb" ] \
+            && [ "$(wc -l < $W/dio.start)" -gt "$nd" ] && break
+        sleep 1
+        t=$((t + 1))
+    done
+    echo "$L: both apps began a file after the checkpoint within $t s"
     if [ $R = 1 ]; then
         # 4a. cp_commitChanges, the apps still writing.
         check "$L: setBowState \"2\" (no newline)" sh -c "printf 2 > $S/state"
