@@ -153,6 +153,7 @@ hang_report() {
     timeout 120 "$gdb" -batch -nx ${vmlinux:+"$vmlinux"} \
         -ex "target remote $run/gdb.sock" -ex 'info threads' \
         -ex 'thread apply all bt 40' -ex 'thread apply all info registers' \
+        -ex 'thread apply all x/64a $sp' \
         > "$run/hang-report.txt" 2>&1 || true
     echo "==> where the guest's vCPUs were (full report: $run/hang-report.txt):" >&2
     grep -E '^(Thread|#[0-9])' "$run/hang-report.txt" | head -60 | sed 's/^/    /' >&2 || true
