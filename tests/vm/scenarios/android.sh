@@ -101,7 +101,7 @@ for R in 1 2; do
         sleep 1
         t=$((t + 1))
     done
-    echo "$L: both apps began a file after the checkpoint within $t s"
+    echo "$L: the apps wrote on for $t s after the checkpoint"
     if [ $R = 1 ]; then
         # 4a. cp_commitChanges, the apps still writing.
         check "$L: setBowState \"2\" (no newline)" sh -c "printf 2 > $S/state"
