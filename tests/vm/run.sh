@@ -125,36 +125,92 @@ list=$(IFS=,; echo "${scenarios[*]}")
 console=$run/console.log
 log "booting the $BOW_KERNEL VM for: ${scenarios[*]} (console: $console)"
 if [ "$(kernel_arch)" = x86_64 ]; then
-    machine=(qemu-system-x86_64 -accel tcg -cpu max) tty=ttyS0
+    # Two sockets of one CPU each: qemu 7.2 makes `-smp 2` one socket of
+    # two cores, and its BIOS lists only the first CPU of each socket in
+    # the MP table the kernel (built without ACPI) reads, which left the
+    # guest one CPU.
+    machine=(qemu-system-x86_64 -accel tcg -cpu max -smp "2,sockets=2,cores=1,threads=1") tty=ttyS0
 else
     # pauth-impdef: the cheap pointer-authentication algorithm (QARMA is slow
     # to emulate); the guest sees the same feature.
-    machine=(qemu-system-aarch64 -accel tcg -M virt -cpu "max,pauth-impdef=on") tty=ttyAMA0
+    machine=(qemu-system-aarch64 -accel tcg -M virt -cpu "max,pauth-impdef=on" -smp 2) tty=ttyAMA0
 fi
-"${machine[@]}" -smp 2 -m 1536 \
-    -nographic -no-reboot -monitor none -serial "file:$console" \
+"${machine[@]}" -m 1536 \
+    -nographic -no-reboot -monitor "unix:$run/monitor.sock,server=on,wait=off" -serial "file:$console" \
     -kernel "$vm/$image" -initrd "$run/initramfs.cpio.gz" \
     -append "console=$tty panic=-1 oops=panic loglevel=7 bow.run=$list bow.seed=${BOW_CRASH_SEED:-1}" \
     -gdb "unix:$run/gdb.sock,server=on,wait=off" \
     "${drives[@]}" </dev/null >"$run/qemu.out" 2>&1 &
 qpid=$!
 
+# monitor <command>...: each command's answer from qemu's human monitor
+# (its socket, $run/monitor.sock), with the prompt and echo left out; a
+# monitor that does not answer in 10 s says so (qemu itself stalled).
+monitor() {
+    python3 - "$run/monitor.sock" "$@" <<'PY'
+import re, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+def until_prompt():
+    buf = b""
+    while not buf.endswith(b"(qemu) "):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]|\r", "", buf.decode(errors="replace"))
+try:
+    s.connect(sys.argv[1])
+    until_prompt()
+    for c in sys.argv[2:]:
+        s.sendall(c.encode() + b"\n")
+        out = until_prompt().splitlines()
+        print("(qemu) " + c)
+        print("\n".join(l for l in out[1:] if l != "(qemu) "))
+except OSError as e:
+    print("the monitor did not answer (%s): qemu itself is stalled" % e)
+PY
+}
+
 # hang_report: where each vCPU of a guest that stopped making progress is,
 # read through qemu's gdb stub with the kernel's symbols, into
 # $run/hang-report.txt and on stderr. A guest silent on its console with no
 # kernel report (no soft lockup, no hung task) is either spinning with
-# interrupts off or blocked where no detector looks; this tells which.
+# interrupts off (IF clear in a vCPU's flags), blocked where no detector
+# looks, or without its timer tick: every detector, and the scenario's own
+# `sleep`, runs off the tick (the guest's clocksource is jiffies). So the
+# report first reads the guest's jiffies twice, 5 s apart, through qemu's
+# monitor without stopping the guest, with the timer's state (`info lapic`
+# on x86_64), then stops it for each vCPU's backtrace, registers and stack.
 hang_report() {
-    local gdb vmlinux
-    gdb=$(command -v gdb-multiarch || command -v gdb || true)
+    local gdb vmlinux jiffies j1 j2
     vmlinux=$(kernel_build)/vmlinux
-    [ -n "$gdb" ] && [ -S "$run/gdb.sock" ] || { echo "NOTE: no gdb or gdb stub: no hang report" >&2; return 0; }
+    jiffies=$(awk '$3 == "jiffies_64" { print $1; exit }' "$(kernel_build)/System.map" 2>/dev/null)
+    : > "$run/hang-report.txt"
+    if [ -S "$run/monitor.sock" ]; then
+        local first=(info\ status) then=()
+        [ -n "$jiffies" ] && first+=("x /1gx 0x$jiffies") then+=("x /1gx 0x$jiffies")
+        [ "$(kernel_arch)" = x86_64 ] && then+=("info lapic 0" "info lapic 1")
+        then+=("info irq" "info pic")
+        { monitor "${first[@]}"; sleep 5; monitor "${then[@]}"; } >> "$run/hang-report.txt" 2>&1
+        if [ -n "$jiffies" ]; then
+            j1=$(grep -m1 -A1 "^(qemu) x /1gx" "$run/hang-report.txt" | sed -n 's/^[0-9a-f]*: *//p')
+            j2=$(grep -A1 "^(qemu) x /1gx" "$run/hang-report.txt" | sed -n 's/^[0-9a-f]*: *//p' | sed -n 2p)
+            if [ -n "$j1" ] && [ "$j1" = "$j2" ]; then
+                echo "==> the guest's jiffies did not advance in 5 s ($j1): its timer tick has stopped" >&2
+            else
+                echo "==> the guest's jiffies, 5 s apart: ${j1:-?} then ${j2:-?}" >&2
+            fi
+        fi
+    fi
+    gdb=$(command -v gdb-multiarch || command -v gdb || true)
+    [ -n "$gdb" ] && [ -S "$run/gdb.sock" ] || { echo "NOTE: no gdb or gdb stub: no backtraces in the hang report" >&2; return 0; }
     [ -f "$vmlinux" ] || vmlinux=""
     timeout 120 "$gdb" -batch -nx ${vmlinux:+"$vmlinux"} \
         -ex "target remote $run/gdb.sock" -ex 'info threads' \
         -ex 'thread apply all bt 40' -ex 'thread apply all info registers' \
         -ex 'thread apply all x/64a $sp' \
-        > "$run/hang-report.txt" 2>&1 || true
+        >> "$run/hang-report.txt" 2>&1 || true
     echo "==> where the guest's vCPUs were (full report: $run/hang-report.txt):" >&2
     grep -E '^(Thread|#[0-9])' "$run/hang-report.txt" | head -60 | sed 's/^/    /' >&2 || true
 }
