@@ -79,6 +79,11 @@ module_sources() {
     git -C "$BOW_ROOT" ls-files Kbuild Makefile dkms.conf LICENSE dm-bow bow-core/src | grep -v '^dm-bow/bindings_generated.rs$'
 }
 # vm_dir: where the VM's kernel, module, initramfs and last run live.
+# x86_smp <n>: qemu's -smp value for an x86_64 guest of n CPUs, each its
+# own socket. qemu 7.2 makes `-smp n` one socket of n cores, and its BIOS
+# (SeaBIOS 1.16) lists only the first CPU of each socket in the MP table,
+# which the test kernel (built without ACPI) reads: the guest saw one CPU.
+x86_smp() { echo "$1,sockets=$1,cores=1,threads=1"; }
 vm_dir() { case "$BOW_KERNEL" in x86_64) echo "$BOW_ROOT/target/vm" ;; *) echo "$BOW_ROOT/target/vm-$BOW_KERNEL" ;; esac; }
 
 # scenario_header <scenario[:arg]> <key>: the number on the VM scenario's

@@ -125,11 +125,7 @@ list=$(IFS=,; echo "${scenarios[*]}")
 console=$run/console.log
 log "booting the $BOW_KERNEL VM for: ${scenarios[*]} (console: $console)"
 if [ "$(kernel_arch)" = x86_64 ]; then
-    # Two sockets of one CPU each: qemu 7.2 makes `-smp 2` one socket of
-    # two cores, and its BIOS lists only the first CPU of each socket in
-    # the MP table the kernel (built without ACPI) reads, which left the
-    # guest one CPU.
-    machine=(qemu-system-x86_64 -accel tcg -cpu max -smp "2,sockets=2,cores=1,threads=1") tty=ttyS0
+    machine=(qemu-system-x86_64 -accel tcg -cpu max -smp "$(x86_smp 2)") tty=ttyS0
 else
     # pauth-impdef: the cheap pointer-authentication algorithm (QARMA is slow
     # to emulate); the guest sees the same feature.
@@ -194,8 +190,8 @@ hang_report() {
         then+=("info irq" "info pic")
         { monitor "${first[@]}"; sleep 5; monitor "${then[@]}"; } >> "$run/hang-report.txt" 2>&1
         if [ -n "$jiffies" ]; then
-            j1=$(grep -m1 -A1 "^(qemu) x /1gx" "$run/hang-report.txt" | sed -n 's/^[0-9a-f]*: *//p')
-            j2=$(grep -A1 "^(qemu) x /1gx" "$run/hang-report.txt" | sed -n 's/^[0-9a-f]*: *//p' | sed -n 2p)
+            # The two reads' answers ("<address>: <value>"), in order.
+            read -r j1 j2 < <(grep -A1 "^(qemu) x /1gx" "$run/hang-report.txt" | sed -n 's/^[0-9a-f]*: *//p' | tr '\n' ' ') || true
             if [ -n "$j1" ] && [ "$j1" = "$j2" ]; then
                 echo "==> the guest's jiffies did not advance in 5 s ($j1): its timer tick has stopped" >&2
             else

@@ -172,7 +172,7 @@ for n in $(seq 1 "$boots"); do
         drives+=(-drive "file=$out/$img.img,format=raw,if=none,id=$img,discard=unmap" -device "virtio-blk-pci,drive=$img")
     done
     log "systemd guest: boot $n, slot $slot (console: $console)"
-    qemu-system-x86_64 -accel tcg -cpu max -smp 2,sockets=2,cores=1,threads=1 -m 1536 -nographic -no-reboot -monitor none \
+    qemu-system-x86_64 -accel tcg -cpu max -smp "$(x86_smp 2)" -m 1536 -nographic -no-reboot -monitor none \
         -serial "file:$console" -kernel "$vm/bzImage" \
         -append "console=ttyS0 root=$root rw rootwait init=/lib/systemd/systemd rauc.slot=$slot bowtest.stage=$n ${extra[$n]} panic=-1 oops=panic loglevel=5 systemd.show_status=0 ${BOW_SYSTEMD_APPEND:-}" \
         "${drives[@]}" </dev/null > "$out/boot$n.qemu.out" 2>&1 &
