@@ -125,7 +125,7 @@ list=$(IFS=,; echo "${scenarios[*]}")
 console=$run/console.log
 log "booting the $BOW_KERNEL VM for: ${scenarios[*]} (console: $console)"
 if [ "$(kernel_arch)" = x86_64 ]; then
-    machine=(qemu-system-x86_64 -accel tcg -cpu max -smp "$(x86_smp 2)") tty=ttyS0
+    machine=(qemu-system-x86_64 -accel tcg -cpu "$X86_CPU" -smp "$(x86_smp 2)") tty=ttyS0
 else
     # pauth-impdef: the cheap pointer-authentication algorithm (QARMA is slow
     # to emulate); the guest sees the same feature.

@@ -70,8 +70,10 @@ for f in bow-boot@.service bow-commit.service bow-health.service; do
     install -m 644 "$BOW_ROOT/examples/systemd/$f" "$tree/etc/systemd/system/$f"
 done
 install -m 644 "$BOW_ROOT/examples/rauc/rauc-mark-good.service" "$tree/etc/systemd/system/"
-for f in stage.sh load.sh rauc-bootenv; do install -D -m 755 "$here/$f" "$tree/usr/lib/bow-test/$f"; done
-for f in bow-test.service bow-test-judge.service bow-test-load@.service; do
+for f in stage.sh load.sh rauc-bootenv early-check.sh; do install -D -m 755 "$here/$f" "$tree/usr/lib/bow-test/$f"; done
+# The kernel reports that fail a run, for early-check.sh.
+printf '%s\n' "$KERNEL_REPORT_RE" > "$tree/usr/lib/bow-test/kernel-report.re"
+for f in bow-test.service bow-test-judge.service bow-test-load@.service bow-test-early.service; do
     install -m 644 "$here/$f" "$tree/etc/systemd/system/$f"
 done
 # The site's settings: the example's, with this machine's devices, two
@@ -103,7 +105,8 @@ for u in serial-getty@ttyS0.service getty@tty1.service systemd-firstboot.service
     ln -sf /dev/null "$tree/etc/systemd/system/$u"
 done
 systemctl --root="$tree" enable bow-boot@dev-vdc.service bow-commit.service bow-health.service \
-    rauc-mark-good.service bow-test.service bow-test-judge.service bow-test-load@early.service >/dev/null 2>&1 \
+    rauc-mark-good.service bow-test.service bow-test-judge.service bow-test-load@early.service \
+    bow-test-early.service >/dev/null 2>&1 \
     || die "systemctl enable failed in the guest's root"
 
 # Root images: slot A holds v1; the bundles hold v2-good and v2-bad.
@@ -148,9 +151,23 @@ extra=(- "" "" "" "" "bowtest.load=early" "")
 # Seconds a boot may take (BOW_SYSTEMD_BOOT_LIMIT, default 900); the stage
 # must have started within 4/9 of it.
 limit=${BOW_SYSTEMD_BOOT_LIMIT:-900}
-status=0 last=$boots
-for n in $(seq 1 "$boots"); do
+# A boot whose kernel reported a problem before any test code ran
+# (early-check.sh stops it at once; the one seen: the kernel's own KASAN
+# report in its early boot under TCG, see tests/vm/run.sh) is booted again
+# from the disks and boot environment as they were before it, up to three
+# boots in all; its console is kept as boot<N>.try<T>.console.log. A third
+# such boot fails like any other. BOW_SYSTEMD_EARLY_REPORT=N makes the
+# first try of boot N report one (bowtest.early_report), and boot N then
+# checks that it was booted again (the test command does this with boot 2,
+# whose slot's attempt counter boot 3 and 4 depend on).
+saved=(slotA slotB data meta bootenv)
+save_disks() { local i; for i in "${saved[@]}"; do cp --sparse=always "$out/$i.img" "$out/$i.before.img"; done; }
+restore_disks() { local i; for i in "${saved[@]}"; do mv -f "$out/$i.before.img" "$out/$i.img"; done; }
+status=0 last=$boots retried=0 retried_boots=" "
+n=1 try=1
+while [ "$n" -le "$boots" ]; do
     t0=$(date +%s)
+    save_disks
     # The bootloader: the first slot of ORDER with attempts left.
     slot=""
     for s in $(env_get ORDER); do
@@ -163,18 +180,19 @@ for n in $(seq 1 "$boots"); do
     a=$(env_get A_LEFT) b=$(env_get B_LEFT) order=$(env_get ORDER)
     [ "$slot" = A ] && a=$((a - 1)) || b=$((b - 1))
     printf 'ORDER=%s\nA_LEFT=%s\nB_LEFT=%s\n' "$order" "$a" "$b" | dd of="$out/bootenv.img" bs=512 count=1 conv=notrunc,sync status=none
-    if [ "$slot" = "${expect_slot[$n]}" ]; then r=pass; else r=fail status=1; fi
-    row "$n" "the bootloader boots slot ${expect_slot[$n]} (ORDER=$order, then A_LEFT=$a B_LEFT=$b)" "$r"
     root=/dev/vda; [ "$slot" = B ] && root=/dev/vdb
     console=$out/boot$n.console.log
+    rm -f "$console"
+    inject=""
+    [ "${BOW_SYSTEMD_EARLY_REPORT:-}" = "$n" ] && [ "$try" = 1 ] && inject=bowtest.early_report
     drives=()
     for img in slotA slotB data meta bootenv media; do
         drives+=(-drive "file=$out/$img.img,format=raw,if=none,id=$img,discard=unmap" -device "virtio-blk-pci,drive=$img")
     done
     log "systemd guest: boot $n, slot $slot (console: $console)"
-    qemu-system-x86_64 -accel tcg -cpu max -smp "$(x86_smp 2)" -m 1536 -nographic -no-reboot -monitor none \
+    qemu-system-x86_64 -accel tcg -cpu "$X86_CPU" -smp "$(x86_smp 2)" -m 1536 -nographic -no-reboot -monitor none \
         -serial "file:$console" -kernel "$vm/bzImage" \
-        -append "console=ttyS0 root=$root rw rootwait init=/lib/systemd/systemd rauc.slot=$slot bowtest.stage=$n ${extra[$n]} panic=-1 oops=panic loglevel=5 systemd.show_status=0 ${BOW_SYSTEMD_APPEND:-}" \
+        -append "console=ttyS0 root=$root rw rootwait init=/lib/systemd/systemd rauc.slot=$slot bowtest.stage=$n ${extra[$n]} $inject panic=-1 oops=panic loglevel=5 systemd.show_status=0 ${BOW_SYSTEMD_APPEND:-}" \
         "${drives[@]}" </dev/null > "$out/boot$n.qemu.out" 2>&1 &
     qpid=$!
     how=""
@@ -201,6 +219,22 @@ for n in $(seq 1 "$boots"); do
         fi
     done
     wait "$qpid" 2>/dev/null || true
+    if [ -z "$how" ] && grep -aq 'BOW-EARLY-KERNEL-REPORT' "$console" && ! grep -aq "BOW-STAGE-START $n" "$console" \
+       && [ "$try" -lt 3 ]; then
+        mv "$console" "$out/boot$n.try$try.console.log"
+        restore_disks
+        echo "NOTE: boot $n: the kernel reported a problem before the test ran (console kept in $out/boot$n.try$try.console.log); the disks are back as they were, booting once more" >&2
+        try=$((try + 1)) retried=$((retried + 1)) retried_boots+="$n "
+        continue
+    fi
+    try=1
+    rm -f "$out"/*.before.img
+    if [ "$slot" = "${expect_slot[$n]}" ]; then r=pass; else r=fail status=1; fi
+    row "$n" "the bootloader boots slot ${expect_slot[$n]} (ORDER=$order, then A_LEFT=$a B_LEFT=$b)" "$r"
+    if [ "${BOW_SYSTEMD_EARLY_REPORT:-}" = "$n" ]; then
+        if [[ "$retried_boots" == *" $n "* ]]; then r=pass; else r=fail status=1; fi
+        row "$n" "its first try, stopped by the kernel report the test asked for, was booted again from the disks as they were" "$r"
+    fi
     if [ -z "$how" ] && grep -aq "^BOW-STAGE-END $n" "$console"; then how="reboot"; fi
     tr -d '\r' < "$console" | sed -n "s/^BOW-CHECK \(ok\|FAIL\) \(.*\)/\1\t\2/p" | while IFS=$'\t' read -r v what; do
         [ "$v" = ok ] && row "$n" "$what" pass || row "$n" "$what" fail
@@ -228,9 +262,12 @@ for n in $(seq 1 "$boots"); do
     fi
     echo "  boot $n (slot $slot): $(grep -c $'\tpass$' "$results") passed, $(grep -c $'\tfail$' "$results") failed so far; $how after $(( $(date +%s) - t0 )) s"
     if [ "$status" != 0 ]; then last=$n; break; fi
+    n=$((n + 1))
 done
+rm -f "$out"/*.before.img
 for later in $(seq $((last + 1)) 6); do
-    printf 'notrun\tsystemd boot %s\t%s\n' "$later" "$(( $(want_checks "$later") + 3 ))" >> "$results"
+    extra_row=0; [ "${BOW_SYSTEMD_EARLY_REPORT:-}" = "$later" ] && extra_row=1
+    printf 'notrun\tsystemd boot %s\t%s\n' "$later" "$(( $(want_checks "$later") + 3 + extra_row ))" >> "$results"
 done
 
 # --- read below everything: the data partition's image, from the host ----------
@@ -251,5 +288,5 @@ fi
 grep $'\tfail$' "$results" | sed 's/^check\t/FAILED: /' >&2 || true
 # The images stay for a look when something failed.
 [ "$status" != 0 ] || rm -f "$out"/*.img
-echo "systemd guest: $(grep -c $'\tpass$' "$results") passed, $(grep -c $'\tfail$' "$results") failed in $(( $(date +%s) - start )) s"
+echo "systemd guest: $(grep -c $'\tpass$' "$results") passed, $(grep -c $'\tfail$' "$results") failed in $(( $(date +%s) - start )) s$( [ "$retried" = 0 ] || echo "; $retried boot(s) stopped by an early kernel report and booted again")"
 exit $status

@@ -214,7 +214,7 @@ boot_section() {
     console=$d/console.log
     log "section $s ($fs, $mode):$stests"
     t0=$(date +%s)
-    qemu-system-x86_64 -accel tcg -cpu max -smp "$(x86_smp "$smp")" -m 3072 \
+    qemu-system-x86_64 -accel tcg -cpu "$X86_CPU" -smp "$(x86_smp "$smp")" -m 3072 \
         -nographic -no-reboot -monitor none -serial "file:$console" \
         -kernel "$bz" \
         -append "console=ttyS0 root=/dev/vda rw rootfstype=ext4 init=/xfstests-init panic=-1 oops=panic loglevel=6" \
