@@ -22,6 +22,8 @@
 # references); vde the boot environment; vdf the bundles.
 #
 # usage: tests/vm/systemd.sh [--no-build] [--boots N (only the first N boots)]
+# BOW_SYSTEMD_EARLY_REPORT: the boot whose first try reports a kernel problem of
+# its own, to test the boot again after one (default 2; 0: none).
 # BOW_SYSTEMD_APPEND: more kernel arguments, e.g. to see where a boot's time
 # goes: "loglevel=7 printk.devkmsg=on systemd.log_level=info systemd.log_target=kmsg".
 # Results: target/vm/systemd/results.tsv (check<TAB>systemd boot N: ...<TAB>pass|fail);
@@ -156,10 +158,12 @@ limit=${BOW_SYSTEMD_BOOT_LIMIT:-900}
 # report in its early boot under TCG, see tests/vm/run.sh) is booted again
 # from the disks and boot environment as they were before it, up to three
 # boots in all; its console is kept as boot<N>.try<T>.console.log. A third
-# such boot fails like any other. BOW_SYSTEMD_EARLY_REPORT=N makes the
-# first try of boot N report one (bowtest.early_report), and boot N then
-# checks that it was booted again (the test command does this with boot 2,
-# whose slot's attempt counter boot 3 and 4 depend on).
+# such boot fails like any other. The first try of boot
+# BOW_SYSTEMD_EARLY_REPORT (default 2; 0: none) reports one of its own
+# (bowtest.early_report), and that boot then checks that it was booted
+# again: boot 2, because boots 3 and 4 depend on its slot's attempt counter
+# having been put back.
+early_report=${BOW_SYSTEMD_EARLY_REPORT-2}
 saved=(slotA slotB data meta bootenv)
 save_disks() { local i; for i in "${saved[@]}"; do cp --sparse=always "$out/$i.img" "$out/$i.before.img"; done; }
 restore_disks() { local i; for i in "${saved[@]}"; do mv -f "$out/$i.before.img" "$out/$i.img"; done; }
@@ -184,7 +188,7 @@ while [ "$n" -le "$boots" ]; do
     console=$out/boot$n.console.log
     rm -f "$console"
     inject=""
-    [ "${BOW_SYSTEMD_EARLY_REPORT:-}" = "$n" ] && [ "$try" = 1 ] && inject=bowtest.early_report
+    [ "$early_report" = "$n" ] && [ "$try" = 1 ] && inject=bowtest.early_report
     drives=()
     for img in slotA slotB data meta bootenv media; do
         drives+=(-drive "file=$out/$img.img,format=raw,if=none,id=$img,discard=unmap" -device "virtio-blk-pci,drive=$img")
@@ -231,7 +235,7 @@ while [ "$n" -le "$boots" ]; do
     rm -f "$out"/*.before.img
     if [ "$slot" = "${expect_slot[$n]}" ]; then r=pass; else r=fail status=1; fi
     row "$n" "the bootloader boots slot ${expect_slot[$n]} (ORDER=$order, then A_LEFT=$a B_LEFT=$b)" "$r"
-    if [ "${BOW_SYSTEMD_EARLY_REPORT:-}" = "$n" ]; then
+    if [ "$early_report" = "$n" ]; then
         if [[ "$retried_boots" == *" $n "* ]]; then r=pass; else r=fail status=1; fi
         row "$n" "its first try, stopped by the kernel report the test asked for, was booted again from the disks as they were" "$r"
     fi
@@ -266,7 +270,7 @@ while [ "$n" -le "$boots" ]; do
 done
 rm -f "$out"/*.before.img
 for later in $(seq $((last + 1)) 6); do
-    extra_row=0; [ "${BOW_SYSTEMD_EARLY_REPORT:-}" = "$later" ] && extra_row=1
+    extra_row=0; [ "$early_report" = "$later" ] && extra_row=1
     printf 'notrun\tsystemd boot %s\t%s\n' "$later" "$(( $(want_checks "$later") + 3 + extra_row ))" >> "$results"
 done
 
