@@ -167,7 +167,7 @@ early_report=${BOW_SYSTEMD_EARLY_REPORT-2}
 saved=(slotA slotB data meta bootenv)
 save_disks() { local i; for i in "${saved[@]}"; do cp --sparse=always "$out/$i.img" "$out/$i.before.img"; done; }
 restore_disks() { local i; for i in "${saved[@]}"; do mv -f "$out/$i.before.img" "$out/$i.img"; done; }
-status=0 last=$boots retried=0 retried_boots=" "
+status=0 last=$boots retried_boots=" "
 n=1 try=1
 while [ "$n" -le "$boots" ]; do
     t0=$(date +%s)
@@ -228,7 +228,7 @@ while [ "$n" -le "$boots" ]; do
         mv "$console" "$out/boot$n.try$try.console.log"
         restore_disks
         echo "NOTE: boot $n: the kernel reported a problem before the test ran (console kept in $out/boot$n.try$try.console.log); the disks are back as they were, booting once more" >&2
-        try=$((try + 1)) retried=$((retried + 1)) retried_boots+="$n "
+        try=$((try + 1)) retried_boots+="$n "
         continue
     fi
     try=1
@@ -292,5 +292,5 @@ fi
 grep $'\tfail$' "$results" | sed 's/^check\t/FAILED: /' >&2 || true
 # The images stay for a look when something failed.
 [ "$status" != 0 ] || rm -f "$out"/*.img
-echo "systemd guest: $(grep -c $'\tpass$' "$results") passed, $(grep -c $'\tfail$' "$results") failed in $(( $(date +%s) - start )) s$( [ "$retried" = 0 ] || echo "; $retried boot(s) stopped by an early kernel report and booted again")"
+echo "systemd guest: $(grep -c $'\tpass$' "$results") passed, $(grep -c $'\tfail$' "$results") failed in $(( $(date +%s) - start )) s$( [ "$retried_boots" = " " ] || echo "; booted again after an early kernel report: boot(s)$retried_boots")"
 exit $status
