@@ -54,7 +54,7 @@ while IFS= read -r line; do
 done < <(cat "${frags[@]}" | awk '
     /^CONFIG_[A-Za-z0-9_]*=/ { sym = $0; sub(/=.*/, "", sym) }
     /^# CONFIG_[A-Za-z0-9_]* is not set/ { sym = $2 }
-    /^CONFIG_/ || /^# CONFIG_.* is not set/ { last[sym] = $0; if (!(sym in seen)) { seen[sym] = 1; order[++n] = sym } }
+    sym != "" { if (!(sym in last)) order[++n] = sym; last[sym] = $0; sym = "" }
     END { for (i = 1; i <= n; i++) print last[order[i]] }')
 [ "$missing" = 0 ] || die "config fragments did not apply cleanly"
 
