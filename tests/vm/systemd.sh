@@ -47,6 +47,11 @@ mkdir -p "$out"
 results=$out/results.tsv
 : > "$results"
 start=$(date +%s)
+# Seconds a boot may take (BOW_SYSTEMD_BOOT_LIMIT, default 1500); the stage
+# must have started within 4/9 of it. Boot 1 took 755 s in a cold run of
+# the test command (127 s alone): the guest's one vCPU shares two host
+# cores with four other guests and the kernel builds.
+limit=${BOW_SYSTEMD_BOOT_LIMIT:-1500}
 
 # --- what the guest runs ----------------------------------------------------
 [ "$build" = 0 ] || bash "$BOW_ROOT/tests/vm/run.sh" --build-only
@@ -95,6 +100,17 @@ sed -e 's|^bootloader=.*|bootloader=custom|' -e 's|^compatible=.*|compatible=dm-
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$out/key.pem" -out "$out/cert.pem" \
     -subj /CN=dm-bow-systemd-test -days 7 2>/dev/null
 cp "$out/cert.pem" "$tree/etc/rauc/keyring.pem"
+# systemd's own waits as long as the host's (BOW_SYSTEMD_BOOT_LIMIT above):
+# its 90 s defaults are made for hardware. Under TCG beside the other
+# guests of the test command the one vCPU runs several times slower than
+# alone, and udev announced /dev/vdc and /dev/vdd after more than 90 s:
+# the device jobs timed out, /metadata was not mounted, and the boot went
+# to emergency mode (seen with seven CPU hogs beside this guest; most
+# likely what failed CI on 2026-12-07, whose log kept no console). A
+# guest that hangs is still stopped, by the host.
+mkdir -p "$tree/etc/systemd/system.conf.d"
+printf '[Manager]\nDefaultDeviceTimeoutSec=%ss\nDefaultTimeoutStartSec=%ss\nDefaultTimeoutStopSec=%ss\n' \
+    "$limit" "$limit" "$limit" > "$tree/etc/systemd/system.conf.d/bow-test-timeouts.conf"
 # No login prompts, no first-boot questions on the console.
 echo 0123456789abcdef0123456789abcdef > "$tree/etc/machine-id"
 # Nor the work a fresh image does at its first boot (caches of /usr rebuilt
@@ -150,9 +166,6 @@ row() { printf 'check\tsystemd boot %s: %s\t%s\n' "$1" "$2" "$3" >> "$results"; 
 want_checks() { sed -n "s/^# checks $1: *\([0-9]*\).*/\1/p" "$here/stage.sh" | head -1; }
 expect_slot=(- A B B A B B)
 extra=(- "" "" "" "" "bowtest.load=early" "")
-# Seconds a boot may take (BOW_SYSTEMD_BOOT_LIMIT, default 900); the stage
-# must have started within 4/9 of it.
-limit=${BOW_SYSTEMD_BOOT_LIMIT:-900}
 # A boot whose kernel reported a problem before any test code ran
 # (early-check.sh stops it at once; the one seen: the kernel's own KASAN
 # report in its early boot under TCG, see tests/vm/run.sh) is booted again
@@ -217,6 +230,8 @@ while [ "$n" -le "$boots" ]; do
         # or never ends it is stopped.
         if grep -aqE 'Freezing execution|Kernel panic - not syncing' "$console" 2>/dev/null; then
             how="the guest stopped: $(grep -aoE 'Freezing execution|Kernel panic - not syncing.*' "$console" | head -1)"
+        elif grep -aq 'You are in emergency mode' "$console" 2>/dev/null; then
+            how="the guest went to emergency mode (a unit the boot needs failed)"
         elif ! grep -aq "^BOW-STAGE-START $n" "$console" 2>/dev/null && [ $(( $(date +%s) - t0 )) -gt $((limit * 4 / 9)) ]; then
             how="timeout (the stage did not start within $((limit * 4 / 9)) s)"
         elif [ $(( $(date +%s) - t0 )) -gt "$limit" ]; then
@@ -259,7 +274,10 @@ while [ "$n" -le "$boots" ]; do
     fi
     case "$how" in
         reboot|"power cut") row "$n" "the stage ran to its end ($how, $(( $(date +%s) - t0 )) s)" pass ;;
-        *) row "$n" "the stage ran to its end (${how:-the machine stopped first}, $(( $(date +%s) - t0 )) s)" fail; status=1 ;;
+        *) row "$n" "the stage ran to its end (${how:-the machine stopped first}, $(( $(date +%s) - t0 )) s)" fail; status=1
+           # What the console says, for a log that has nothing else (CI).
+           echo "boot $n: the end of its console ($console):" >&2
+           tr -d '\r' < "$console" | grep -av '^ *$' | tail -40 | sed 's/^/    /' >&2 ;;
     esac
     if [ "$made" -lt "$want" ]; then
         if [ "$how" = reboot ] || [ "$how" = "power cut" ]; then
