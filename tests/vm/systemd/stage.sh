@@ -90,10 +90,24 @@ install() {
     check "the pre-install handler opened the update (record written)" test -f "$RECORD"
     eq "RAUC made slot B primary" B "$("$BOOTENV" get-primary)"
 }
+rounds_above() { [ "$(loaded)" -gt "$1" ]; }
+# Polls "$@" every second, up to $1 times: beside the test command's other
+# guests this one runs several times slower than alone, so a fixed wait
+# that suffices alone may not.
+wait_until() {
+    local n=$1; shift
+    until "$@"; do
+        [ "$n" -gt 0 ] || return 1
+        sleep 1; n=$((n - 1))
+    done
+}
+# Starts the writer and lets it run at least $1 s, and until it has made
+# three rounds durable.
 start_load() {
     systemctl start --no-block bow-test-load@now.service
     sleep "$1"
-    check "writes under load go on (rounds: $(loaded))" test "$(loaded)" -gt 2
+    wait_until 600 rounds_above 2
+    check "writes under load go on (rounds: $(loaded))" rounds_above 2
 }
 
 echo "BOW-STAGE-START $stage"
@@ -151,13 +165,16 @@ case "$stage" in
     # Rounds durable before the commit started and after it ended (seconds
     # since boot, as systemd's monotonic timestamps).
     c0=$(unit bow-commit.service ExecMainStartTimestampMonotonic) c1=$(unit bow-commit.service ExecMainExitTimestampMonotonic)
+    rounds_after_commit() { [ "$(awk -v t="$c1" '$2 * 1000000 > t' "$T/load-$stage.list" | wc -l)" -gt 0 ]; }
+    wait_until 600 rounds_after_commit
     before=$(awk -v t="$c0" '$2 * 1000000 < t' "$T/load-$stage.list" | wc -l)
-    n=$(loaded)
     after=$(awk -v t="$c1" '$2 * 1000000 > t' "$T/load-$stage.list" | wc -l)
     check "the commit ran under load: $before rounds durable before it started, $after after it ended" \
         test "$before" -gt 0 -a "$after" -gt 0
+    n=$(loaded)
     sleep 10
-    check "writes go on after the commit ($n, then $(loaded) rounds)" test "$(loaded)" -gt "$n"
+    wait_until 600 rounds_above "$n"
+    check "writes go on after the commit ($n, then $(loaded) rounds)" rounds_above "$n"
     systemctl stop bow-test-load@early.service
     sync
     snapshot > "$T/ref-v2.sha256"; sync "$T/ref-v2.sha256"
